@@ -1,0 +1,164 @@
+"""The one cattrs converter, and the guarded JSON codec every boundary uses.
+
+The converter is strict: no coercion (``null`` is not the string ``"None"``, ``true`` is not
+``1``, a string is not a list), no unknown keys, and attribute ``node_id`` is ``node-id`` on
+the wire. JSON is decoded by orjson, which refuses NaN, lone surrogates, integers beyond
+64 bits and nesting deeper than 1024; the size cap is checked before any parsing.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+import orjson
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from chatd.wire.frames import FRAME_TYPES, Frame
+
+T = TypeVar("T")
+
+# Largest websocket message a node accepts (trio-websocket closes with 1009 beyond it).
+MAX_FRAME_BYTES = 1 << 20
+# Largest chat message text, in UTF-8 bytes: a long paragraph, not a file transfer.
+MAX_TEXT_BYTES = 4096
+
+
+class DecodeError(ValueError):
+    """Input from outside is not a valid frame or request; the message says why."""
+
+
+def _wire_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _strict(kind: type, check: Callable[[Any], bool]) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _: Any) -> Any:
+        if not check(value):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return hook
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(str, _strict(str, lambda v: isinstance(v, str)))
+    conv.register_structure_hook(
+        int, _strict(int, lambda v: isinstance(v, int) and not isinstance(v, bool))
+    )
+    conv.register_structure_hook(bool, _strict(bool, lambda v: isinstance(v, bool)))
+    conv.register_structure_hook(
+        float,
+        lambda v, _: (
+            float(v)
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            else _strict(float, lambda _v: False)(v, None)
+        ),
+    )
+
+    def list_hook(tp: Any) -> Callable[[Any, Any], Any]:
+        (elem,) = typing.get_args(tp)
+        elem_hook = conv.get_structure_hook(elem)
+
+        def hook(value: Any, _: Any) -> Any:
+            if not isinstance(value, list):
+                raise TypeError(f"expected list, got {type(value).__name__}")
+            return [elem_hook(v, elem) for v in value]
+
+        return hook
+
+    def dict_hook(tp: Any) -> Callable[[Any, Any], Any]:
+        key_t, val_t = typing.get_args(tp)
+        key_hook = conv.get_structure_hook(key_t)
+        val_hook = conv.get_structure_hook(val_t)
+
+        def hook(value: Any, _: Any) -> Any:
+            if not isinstance(value, dict):
+                raise TypeError(f"expected object, got {type(value).__name__}")
+            return {key_hook(k, key_t): val_hook(v, val_t) for k, v in value.items()}
+
+        return hook
+
+    conv.register_structure_hook_factory(lambda t: typing.get_origin(t) is list, list_hook)
+    conv.register_structure_hook_factory(lambda t: typing.get_origin(t) is dict, dict_hook)
+
+    def renames(cls: type) -> dict[str, Any]:
+        return {a.name: override(rename=_wire_name(a.name)) for a in attrs.fields(cls)}
+
+    def structure_factory(cls: type) -> Any:
+        if not isinstance(cls, type):
+            raise TypeError(f"cannot structure {cls!r}")
+
+        def strict_structure(value: Any, _: Any) -> Any:
+            if not isinstance(value, dict):
+                raise TypeError(f"expected object, got {type(value).__name__}")
+            return inner(value, cls)
+
+        inner = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **renames(cls))
+        return strict_structure
+
+    conv.register_structure_hook_factory(attrs.has, structure_factory)
+    conv.register_unstructure_hook_factory(
+        attrs.has, lambda cls: make_dict_unstructure_fn(cls, conv, **renames(cls))
+    )
+    return conv
+
+
+converter = _make_converter()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    return str(exc)
+
+
+def structure(obj: Any, cls: type[T]) -> T:
+    """Structure ``obj`` as ``cls`` strictly; raises ``DecodeError`` saying what is wrong."""
+    try:
+        return converter.structure(obj, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        raise DecodeError(f"invalid {getattr(cls, '__name__', cls)}: {_describe(exc)}") from None
+
+
+def unstructure(obj: Any) -> Any:
+    return converter.unstructure(obj)
+
+
+def encode(obj: Any) -> bytes:
+    """JSON bytes of an attrs object (or plain data), with wire field names."""
+    return orjson.dumps(converter.unstructure(obj))
+
+
+def decode_json(data: bytes | str, limit: int = MAX_FRAME_BYTES) -> Any:
+    """Parse JSON from outside, after checking its size."""
+    if len(data) > limit:
+        raise DecodeError(f"too large: {len(data)} bytes (limit {limit})")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not valid JSON: {exc}") from None
+
+
+def encode_frame(frame: Frame) -> bytes:
+    body = converter.unstructure(frame)
+    return orjson.dumps({"type": frame.TYPE, **body})
+
+
+def decode_frame(data: bytes | str) -> Frame:
+    """Decode one peer frame; raises ``DecodeError`` for anything but a valid frame."""
+    obj = decode_json(data)
+    if not isinstance(obj, dict):
+        raise DecodeError("a frame must be a JSON object")
+    kind = obj.pop("type", None)
+    if not isinstance(kind, str):
+        raise DecodeError('a frame needs a string "type"')
+    cls = FRAME_TYPES.get(kind)
+    if cls is None:
+        raise DecodeError(f"unknown frame type {kind!r}")
+    frame: Frame = structure(obj, cls)
+    return frame

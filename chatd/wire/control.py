@@ -1,0 +1,171 @@
+"""The control protocol (chatctl ↔ chatd): JSON Lines over a Unix socket.
+
+One request object per line, ``{"op": NAME, ...}``; one answer per request,
+``{"ok": true, ...}`` or ``{"ok": false, "error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from attrs import field, frozen
+
+from chatd.wire.frames import MemberRecord, Message
+
+# Stable error codes; chatctl maps them to exit codes. ONLY APPEND.
+ERROR_CODES: dict[str, int] = {
+    "bad-request": 2,  # not JSON, not an object, unknown op, wrong fields
+    "too-large": 3,  # a text over MAX_TEXT_BYTES or a line over the request limit
+    "not-ready": 4,  # the node has not joined a discussion yet
+    "forbidden": 5,  # the caller's uid is not the daemon's
+    "leaving": 6,  # the node is leaving
+    "internal": 7,  # a bug: logged with a traceback
+}
+
+
+@frozen
+class SendRequest:
+    OP: ClassVar[str] = "send"
+    text: str
+
+
+@frozen
+class TailRequest:
+    OP: ClassVar[str] = "tail"
+    follow: bool = False
+    last: int = 10
+
+
+@frozen
+class HistoryRequest:
+    OP: ClassVar[str] = "history"
+
+
+@frozen
+class StatusRequest:
+    OP: ClassVar[str] = "status"
+
+
+@frozen
+class WhoRequest:
+    OP: ClassVar[str] = "who"
+
+
+@frozen
+class LeaveRequest:
+    OP: ClassVar[str] = "leave"
+
+
+Request = SendRequest | TailRequest | HistoryRequest | StatusRequest | WhoRequest | LeaveRequest
+
+REQUEST_TYPES: dict[str, type[Request]] = {
+    cls.OP: cls
+    for cls in (SendRequest, TailRequest, HistoryRequest, StatusRequest, WhoRequest, LeaveRequest)
+}
+
+
+@frozen
+class MessageView:
+    """A message as users and scripts see it (no signature material)."""
+
+    id: str
+    node_id: str
+    name: str
+    timestamp: str
+    message: str
+    vector_clock: dict[str, int]
+
+    @classmethod
+    def of(cls, message: Message) -> MessageView:
+        return cls(
+            id=message.id,
+            node_id=message.node_id,
+            name=message.name,
+            timestamp=message.timestamp,
+            message=message.message,
+            vector_clock=message.vector_clock,
+        )
+
+
+@frozen
+class PeerView:
+    """A connected peer and how long ago it was last heard from."""
+
+    node_id: str
+    name: str
+    last_heard: float
+
+
+@frozen
+class Status:
+    node_id: str
+    name: str
+    address: str
+    public_address: str
+    role: Literal["coordinator", "member", "joining", "leaving"]
+    coordinator: str | None
+    term: int
+    members: list[MemberRecord]
+    neighbours: list[str]
+    vector_clock: dict[str, int]
+    messages: int
+    peers: list[PeerView] = field(factory=list)
+    director: str = ""
+    secure: bool = True
+
+
+@frozen
+class ErrorBody:
+    code: str
+    message: str
+
+
+@frozen
+class ErrorResponse:
+    error: ErrorBody
+    ok: bool = False
+
+
+@frozen
+class OkResponse:
+    ok: bool = True
+
+
+@frozen
+class SendResponse:
+    message: MessageView
+    ok: bool = True
+
+
+@frozen
+class HistoryResponse:
+    messages: list[MessageView]
+    ok: bool = True
+
+
+@frozen
+class StatusResponse:
+    status: Status
+    ok: bool = True
+
+
+@frozen
+class WhoResponse:
+    members: list[MemberRecord]
+    ok: bool = True
+
+
+def decode_request(obj: Any) -> Request:
+    """Turn a decoded JSON value into a request; raises ``DecodeError`` with a clear reason."""
+    from chatd.wire.codec import DecodeError, structure
+
+    if not isinstance(obj, dict):
+        raise DecodeError("a request must be a JSON object")
+    op = obj.get("op")
+    if not isinstance(op, str):
+        raise DecodeError('a request needs a string "op"')
+    cls = REQUEST_TYPES.get(op)
+    if cls is None:
+        raise DecodeError(f"unknown op {op!r} (known: {', '.join(sorted(REQUEST_TYPES))})")
+    body = {k: v for k, v in obj.items() if k != "op"}
+    return structure(body, cls)
