@@ -32,12 +32,17 @@ def load_secret(path: str | Path) -> bytes:
     return data
 
 
-def peer_proof(
-    secret: bytes, sender: str, receiver: str, sender_nonce: str, receiver_nonce: str
-) -> str:
-    """What ``sender`` sends to ``receiver`` in its ``auth`` frame."""
-    material = "\0".join(("chat-peer-v1", sender, receiver, sender_nonce, receiver_nonce))
-    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()
+def handshake_material(sender: str, receiver: str, sender_nonce: str, receiver_nonce: str) -> bytes:
+    """What ``sender`` proves and signs in its ``auth`` frame to ``receiver``.
+
+    Direction and both nonces are included, so an ``auth`` frame is good for one
+    connection and one direction only.
+    """
+    return "\0".join(("chat-peer-v1", sender, receiver, sender_nonce, receiver_nonce)).encode()
+
+
+def peer_proof(secret: bytes, material: bytes) -> str:
+    return hmac.new(secret, material, hashlib.sha256).hexdigest()
 
 
 def director_proof(secret: bytes, body: bytes) -> str:

@@ -35,6 +35,10 @@ def _wire_name(name: str) -> str:
     return name.replace("_", "-")
 
 
+def _origin(tp: Any) -> Any:
+    return typing.get_origin(tp)
+
+
 def _strict(kind: type, check: Callable[[Any], bool]) -> Callable[[Any, Any], Any]:
     def hook(value: Any, _: Any) -> Any:
         if not check(value):
@@ -83,8 +87,8 @@ def _make_converter() -> cattrs.Converter:
 
         return hook
 
-    conv.register_structure_hook_factory(lambda t: typing.get_origin(t) is list, list_hook)
-    conv.register_structure_hook_factory(lambda t: typing.get_origin(t) is dict, dict_hook)
+    conv.register_structure_hook_factory(lambda t: _origin(t) is list, list_hook)
+    conv.register_structure_hook_factory(lambda t: _origin(t) is dict, dict_hook)
 
     def renames(cls: type) -> dict[str, Any]:
         return {a.name: override(rename=_wire_name(a.name)) for a in attrs.fields(cls)}
@@ -98,7 +102,9 @@ def _make_converter() -> cattrs.Converter:
                 raise TypeError(f"expected object, got {type(value).__name__}")
             return inner(value, cls)
 
-        inner = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **renames(cls))
+        inner: Callable[[Any, Any], Any] = make_dict_structure_fn(
+            cls, conv, _cattrs_forbid_extra_keys=True, **renames(cls)
+        )
         return strict_structure
 
     conv.register_structure_hook_factory(attrs.has, structure_factory)

@@ -48,10 +48,16 @@ class Hello:
 
 @frozen
 class Auth:
-    """Second frame: HMAC-SHA256 of the group secret over both ids and nonces ("" if insecure)."""
+    """Second frame, once the peer's hello is in.
+
+    ``proof``: HMAC-SHA256 with the group secret over both node-ids and both nonces ("" when
+    running ``--insecure``). ``signature``: Ed25519 over the same material, proving the
+    sender holds the key behind its node-id.
+    """
 
     TYPE: ClassVar[str] = "auth"
     proof: str
+    signature: str
 
 
 @frozen

@@ -1,0 +1,85 @@
+"""``chatd``: run one chat node."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+import trio
+
+from chatd import log as chat_log
+from chatd.auth import SecretError, load_secret
+from chatd.config import PROFILES
+from chatd.control import ControlSocketError
+from chatd.daemon import Options, run_chatd
+from chatd.director_client import DirectorError, check_base_url
+from chatd.paths import resolve_socket_path
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chatd",
+        description="A node of a transient group chat: the discussion lives only in memory.",
+    )
+    p.add_argument("--director", required=True, metavar="URL", help="director, http://HOST:PORT")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on for peers")
+    p.add_argument("--port", type=int, default=0, help="peer port; 0 picks a free one")
+    p.add_argument("--advertise", metavar="ws://HOST:PORT", help="address peers should dial")
+    p.add_argument("--name", default=None, help="display name (default: the user name)")
+    p.add_argument("--priority", type=int, default=0, help="election priority (higher wins)")
+    p.add_argument("--socket", metavar="PATH", help="control socket path")
+    secret = p.add_mutually_exclusive_group(required=True)
+    secret.add_argument("--secret-file", metavar="PATH", help="file holding the group secret")
+    secret.add_argument(
+        "--insecure", action="store_true", help="run without a group secret (anyone may join)"
+    )
+    p.add_argument("--profile", choices=sorted(PROFILES), default="lan", help="timer profile")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    chat_log.configure(args.log_level)
+    try:
+        check_base_url(args.director)
+        secret = None if args.insecure else load_secret(args.secret_file)
+    except (DirectorError, SecretError) as exc:
+        print(f"chatd: {exc}", file=sys.stderr)
+        return 2
+    if not 0 <= args.port <= 65535:
+        print(f"chatd: port {args.port} is out of range", file=sys.stderr)
+        return 2
+    name = args.name or _default_name()
+    options = Options(
+        director=args.director,
+        host=args.host,
+        port=args.port,
+        advertise=args.advertise,
+        name=name[:64],
+        priority=args.priority,
+        socket=resolve_socket_path(args.socket, os.environ, os.getuid()),
+        socket_explicit=bool(args.socket or os.environ.get("CHATD_SOCKET")),
+        secret=secret,
+    )
+    try:
+        return trio.run(run_chatd, options, PROFILES[args.profile], chat_log.get_logger())
+    except ControlSocketError as exc:
+        print(f"chatd: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"chatd: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+
+def _default_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "node"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The control socket: JSON Lines requests from chatctl (or any program) over a Unix socket.
+
+The socket is created mode 0600 and a caller whose uid (from ``SO_PEERCRED``) is not the
+daemon's is refused. Each connection may carry several requests in turn; ``tail`` with
+``follow`` holds it until the client closes. Bad input gets an error answer with a stable
+code and a log line, never a crash.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from chatd.core.node import NodeError, Role
+from chatd.runtime import Runtime
+from chatd.wire import (
+    DecodeError,
+    ErrorBody,
+    ErrorResponse,
+    HistoryRequest,
+    HistoryResponse,
+    LeaveRequest,
+    MessageView,
+    OkResponse,
+    PeerView,
+    Request,
+    SendRequest,
+    SendResponse,
+    Status,
+    StatusRequest,
+    StatusResponse,
+    TailRequest,
+    WhoRequest,
+    WhoResponse,
+    decode_json,
+    decode_request,
+    encode,
+)
+
+# A request line longer than this is refused: a 4 KiB text JSON-escaped is far below it.
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+class ControlSocketError(Exception):
+    """The control socket cannot be set up; the message says why, for the operator."""
+
+
+class LineReader:
+    """Newline-delimited reads from a stream, with a cap on line length."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._buffer = bytearray()
+
+    async def next_line(self) -> bytes | None:
+        """The next line without its newline; None at end of stream.
+
+        Raises ``DecodeError`` when a line exceeds the limit.
+        """
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                return line
+            if len(self._buffer) > self._limit:
+                raise DecodeError(f"request line over {self._limit} bytes")
+            chunk = await self._stream.receive_some(65536)
+            if not chunk:
+                return bytes(self._buffer) if self._buffer.strip() else None
+            self._buffer += chunk
+
+
+def prepare_socket_path(path: Path, explicit: bool) -> None:
+    """Make the socket's directory (default locations only) and clear a stale socket file."""
+    if not path.parent.is_dir():
+        if explicit:
+            raise ControlSocketError(
+                f"cannot create control socket {path}: no directory {path.parent}"
+            )
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # left by a node that did not stop cleanly
+        else:
+            raise ControlSocketError(f"another chatd is already listening on {path}")
+        finally:
+            probe.close()
+
+
+def peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class ControlServer:
+    def __init__(self, runtime: Runtime, path: Path, log: Any) -> None:
+        self.runtime = runtime
+        self.path = path
+        self.log = log
+        self._ops: dict[type[Request], Callable[[Any, trio.SocketStream], Awaitable[Any]]] = {
+            SendRequest: self._send,
+            TailRequest: self._tail,
+            HistoryRequest: self._history,
+            StatusRequest: self._status,
+            WhoRequest: self._who,
+            LeaveRequest: self._leave,
+        }
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind (mode 0600), report started, serve until cancelled, then unlink the socket."""
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            await sock.bind(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise ControlSocketError(
+                f"cannot create control socket {self.path}: {exc.strerror}"
+            ) from None
+        finally:
+            os.umask(old_umask)
+        try:
+            sock.listen(64)
+            listener = trio.SocketListener(sock)
+            task_status.started()
+            await trio.serve_listeners(self._handle, [listener])
+        finally:
+            try:
+                self.path.unlink()
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            try:
+                uid = peer_uid(stream.socket)  # type: ignore[arg-type]
+            except OSError:
+                uid = -1
+            if uid != os.getuid():
+                self.log.warning("control.refused", uid=uid, reason="different user")
+                await self._answer(
+                    stream, _error("forbidden", "this chatd belongs to another user")
+                )
+                return
+            reader = LineReader(stream, MAX_REQUEST_BYTES)
+            try:
+                while (line := await reader.next_line()) is not None:
+                    if not line.strip():
+                        continue
+                    if not await self._dispatch(line, stream):
+                        return
+            except DecodeError as exc:
+                self.log.warning("control.bad_request", reason=str(exc))
+                await self._answer(stream, _error("too-large", str(exc)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away
+
+    async def _dispatch(self, line: bytes, stream: trio.SocketStream) -> bool:
+        """Answer one request; False when the connection must end (tail, leave)."""
+        try:
+            request = decode_request(decode_json(line, MAX_REQUEST_BYTES))
+        except DecodeError as exc:
+            self.log.warning("control.bad_request", reason=str(exc))
+            await self._answer(stream, _error("bad-request", str(exc)))
+            return True
+        self.log.debug("control.request", op=type(request).OP)
+        try:
+            answer = await self._ops[type(request)](request, stream)
+        except NodeError as exc:
+            self.log.info("control.refused", op=type(request).OP, code=exc.code, reason=str(exc))
+            await self._answer(stream, _error(exc.code, str(exc)))
+            return True
+        if answer is None:
+            return False
+        await self._answer(stream, answer)
+        return not isinstance(request, LeaveRequest)
+
+    async def _answer(self, stream: trio.SocketStream, answer: Any) -> None:
+        await stream.send_all(encode(answer) + b"\n")
+
+    async def _send(self, request: SendRequest, stream: trio.SocketStream) -> Any:
+        if self.runtime.node.role is Role.LEAVING:
+            raise NodeError("leaving", "this node is leaving")
+        message = self.runtime.send_text(request.text)
+        return SendResponse(MessageView.of(message))
+
+    async def _tail(self, request: TailRequest, stream: trio.SocketStream) -> None:
+        if request.last < 0:
+            raise NodeError("bad-request", "last must be ≥ 0")
+        # Subscribe before the snapshot, so nothing falls between the two.
+        live = self.runtime.subscribe() if request.follow else None
+        recent = self.runtime.node.history.last(request.last)
+        await self._answer(stream, OkResponse())
+        for message in recent:
+            await self._answer(stream, MessageView.of(message))
+        if live is None:
+            return
+        shown = {m.id for m in recent}
+        async with live, trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_eof, stream, nursery.cancel_scope)
+            async for message in live:
+                if message.id not in shown:
+                    await self._answer(stream, MessageView.of(message))
+            nursery.cancel_scope.cancel()
+
+    async def _history(self, request: HistoryRequest, stream: trio.SocketStream) -> Any:
+        return HistoryResponse([MessageView.of(m) for m in self.runtime.node.history])
+
+    async def _status(self, request: StatusRequest, stream: trio.SocketStream) -> Any:
+        return StatusResponse(status_of(self.runtime))
+
+    async def _who(self, request: WhoRequest, stream: trio.SocketStream) -> Any:
+        node = self.runtime.node
+        return WhoResponse(sorted(node.members.values(), key=lambda m: m.node_id))
+
+    async def _leave(self, request: LeaveRequest, stream: trio.SocketStream) -> Any:
+        self.log.info("control.leave")
+        self.runtime.request_leave()
+        return OkResponse()
+
+
+def status_of(runtime: Runtime) -> Status:
+    node = runtime.node
+    now = runtime.now()
+    return Status(
+        node_id=node.node_id,
+        name=node.me.name,
+        address=node.me.address,
+        public_address=node.me.public_address,
+        role=node.role.value,
+        coordinator=node.coordinator,
+        term=node.term,
+        members=sorted(node.members.values(), key=lambda m: m.node_id),
+        neighbours=node.neighbours(),
+        vector_clock=node.delivered_clock(),
+        messages=len(node.history),
+        peers=[
+            PeerView(peer, hello.name, round(now - node.last_heard.get(peer, now), 3))
+            for peer, hello in sorted(node.peers.items())
+        ],
+        director=runtime.director_error or "ok",
+        secure=runtime.secret is not None,
+    )
+
+
+def _error(code: str, message: str) -> ErrorResponse:
+    return ErrorResponse(ErrorBody(code, message))
+
+
+async def _cancel_on_eof(stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+    """While a tail follows, notice the client hanging up (it sends nothing more)."""
+    try:
+        while await stream.receive_some(4096):
+            pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    scope.cancel()

@@ -1,0 +1,512 @@
+"""The node state machine: membership, relaying, state transfer and anti-entropy.
+
+Events are method calls (``peer_connected``, ``frame_received``, ``send_text``, ``tick``,
+…) carrying ``now``; each returns a list of effects for the shell to carry out. The node
+never blocks, never reads a clock and never touches a socket.
+
+Rules:
+- Roles: ``joining`` → ``member`` (on the coordinator's ``nodes``) or ``coordinator`` (on
+  ``start_discussion`` or a hand-over); any role → ``leaving`` (on ``leave``), which is final.
+- Terms only grow. ``nodes`` is taken only from the coordinator it names, for a term at
+  least ours; ``update-coordinator`` only for a newer term, from the current coordinator.
+- Only the coordinator admits (``join``) and removes (``leave``) members, and after every
+  change it sends ``nodes`` to every member it is linked to.
+- A ``message`` is taken only if its signature matches its ``node-id`` (so relays are
+  checkable), its text is within the limit and its clock is sane; it is relayed once, on
+  first sight, to the neighbours (and the coordinator) except where it came from.
+- Frames whose ``node-id`` is not the authenticated peer that sent them are refused.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import uuid
+from typing import Any
+
+from attrs import frozen
+
+from chatd import identity
+from chatd.config import Config
+from chatd.core.delivery import CausalBuffer
+from chatd.core.history import History
+from chatd.core.overlay import assign
+from chatd.identity import Identity
+from chatd.wire import (
+    Auth,
+    CoordinatorRecord,
+    Discussion,
+    DiscussionRequest,
+    Election,
+    Frame,
+    Heartbeat,
+    Hello,
+    Join,
+    Leave,
+    MemberRecord,
+    Message,
+    Nodes,
+    UpdateCoordinator,
+    Vote,
+)
+
+MAX_ID_CHARS = 64
+MAX_NAME_CHARS = 64
+
+
+class Role(enum.StrEnum):
+    JOINING = "joining"
+    MEMBER = "member"
+    COORDINATOR = "coordinator"
+    LEAVING = "leaving"
+
+
+class NodeError(Exception):
+    """A local request the node cannot honour; ``code`` is a control-protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Effects -----------------------------------------------------------------------------
+
+
+@frozen
+class Send:
+    peer: str
+    frame: Frame
+
+
+@frozen
+class Deliver:
+    message: Message
+
+
+@frozen
+class Disconnect:
+    peer: str
+    reason: str
+
+
+@frozen
+class RegisterCoordinator:
+    record: CoordinatorRecord
+
+
+@frozen
+class UnregisterCoordinator:
+    term: int
+
+
+Effect = Send | Deliver | Disconnect | RegisterCoordinator | UnregisterCoordinator
+
+
+def chunk_messages(messages: list[Message], budget: int) -> list[list[Message]]:
+    """Split for state transfer so each ``discussion`` frame stays under ``budget`` bytes.
+
+    The size is a safe over-estimate (JSON may escape a byte as six), so no encoding here.
+    """
+    chunks: list[list[Message]] = []
+    current: list[Message] = []
+    used = 0
+    for message in messages:
+        size = 600 + 6 * len(message.message) + 80 * len(message.vector_clock)
+        if current and used + size > budget:
+            chunks.append(current)
+            current, used = [], 0
+        current.append(message)
+        used += size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class Node:
+    def __init__(
+        self,
+        me: MemberRecord,
+        ident: Identity,
+        config: Config,
+        rng: random.Random,
+        log: Any,
+    ) -> None:
+        self.me = me
+        self.identity = ident
+        self.config = config
+        self.rng = rng
+        self._log = log
+        self.role = Role.JOINING
+        self.term = 0
+        self.coordinator: str | None = None
+        self.coordinator_address: str | None = None
+        self.members: dict[str, MemberRecord] = {}
+        self.overlay: dict[str, list[str]] = {}
+        self.peers: dict[str, Hello] = {}  # authenticated, connected peers
+        self.last_heard: dict[str, float] = {}
+        self.buffer = CausalBuffer()
+        self.history = History()
+        self._next_heartbeat = 0.0
+        self._next_register = 0.0
+        self._last_request: dict[str, float] = {}
+
+    @property
+    def log(self) -> Any:
+        """The node's logger with the current term bound."""
+        return self._log.bind(term=self.term)
+
+    # Queries ---------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self.me.node_id
+
+    @property
+    def ready(self) -> bool:
+        return self.role in (Role.MEMBER, Role.COORDINATOR)
+
+    def neighbours(self) -> list[str]:
+        return self.overlay.get(self.node_id, [])
+
+    def wanted_peers(self) -> set[str]:
+        """Peers this node wants a link with: all members for the coordinator, else the
+        overlay neighbours and the coordinator."""
+        if self.role is Role.LEAVING:
+            return set()
+        if self.role is Role.COORDINATOR:
+            return set(self.members) - {self.node_id}
+        wanted = set(self.neighbours())
+        if self.coordinator is not None and self.coordinator != self.node_id:
+            wanted.add(self.coordinator)
+        return wanted
+
+    def dials(self) -> dict[str, str]:
+        """Peers this node must dial itself, with their public address.
+
+        Members dial the coordinator; between two members the lower node-id dials, so
+        each link is opened from one end only.
+        """
+        out: dict[str, str] = {}
+        for peer in self.wanted_peers():
+            if peer == self.coordinator:
+                address = self.coordinator_address
+                if peer in self.members:
+                    address = self.members[peer].public_address
+                if address is not None:
+                    out[peer] = address
+            elif self.role is not Role.COORDINATOR and self.node_id < peer and peer in self.members:
+                out[peer] = self.members[peer].public_address
+        return out
+
+    def delivered_clock(self) -> dict[str, int]:
+        return dict(self.buffer.delivered)
+
+    def next_deadline(self) -> float:
+        if self.role is Role.COORDINATOR:
+            return min(self._next_heartbeat, self._next_register)
+        return self._next_heartbeat
+
+    def coordinator_record(self) -> CoordinatorRecord:
+        return CoordinatorRecord(
+            node_id=self.node_id,
+            address=self.me.address,
+            public_address=self.me.public_address,
+            term=self.term,
+        )
+
+    # Lifecycle events ------------------------------------------------------------------
+
+    def start_discussion(self, term: int, now: float) -> list[Effect]:
+        """The director said nobody is here: become the coordinator of a new discussion."""
+        self.role = Role.COORDINATOR
+        self.term = max(self.term, term)
+        self.coordinator = self.node_id
+        self.members = {self.node_id: self.me}
+        self.overlay = assign(self.members, self.config.full_mesh_max)
+        self.log.info("discussion.started", term=self.term)
+        self._next_register = now + self.config.director_interval
+        return [RegisterCoordinator(self.coordinator_record())]
+
+    def join(self, coordinator: CoordinatorRecord, now: float) -> list[Effect]:
+        """The director named the coordinator: dial it (the shell does) and ask to join."""
+        self.coordinator = coordinator.node_id
+        self.coordinator_address = coordinator.public_address
+        self.term = max(self.term, coordinator.term)
+        self.log.info(
+            "join.started", coordinator=coordinator.node_id, address=coordinator.public_address
+        )
+        return []
+
+    def leave(self, now: float) -> list[Effect]:
+        """Leave for good: hand the coordinator role over, tell every linked peer."""
+        effects: list[Effect] = []
+        was_coordinator = self.role is Role.COORDINATOR
+        self.role = Role.LEAVING
+        if was_coordinator:
+            others = [m for m in self.members.values() if m.node_id != self.node_id]
+            if others:
+                successor = max(others, key=lambda m: (m.priority, m.node_id))
+                self.term += 1
+                self.log.info("coordinator.handover", successor=successor.node_id, term=self.term)
+                for peer in self.peers:
+                    effects.append(Send(peer, UpdateCoordinator(successor.node_id, self.term)))
+            else:
+                self.log.info("discussion.ended", messages=len(self.history))
+                effects.append(UnregisterCoordinator(self.term))
+        for peer in self.peers:
+            effects.append(Send(peer, Leave(self.node_id, self.term)))
+        self.log.info("node.leaving", peers=len(self.peers))
+        return effects
+
+    def tick(self, now: float) -> list[Effect]:
+        """Timers: heartbeats with the anti-entropy digest; the director registration."""
+        effects: list[Effect] = []
+        if self.role is Role.LEAVING:
+            return effects
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.config.heartbeat_interval
+            beat = Heartbeat(self.node_id, self.term, self.delivered_clock())
+            effects.extend(Send(peer, beat) for peer in self.peers)
+        if self.role is Role.COORDINATOR and now >= self._next_register:
+            self._next_register = now + self.config.director_interval
+            effects.append(RegisterCoordinator(self.coordinator_record()))
+        return effects
+
+    # Local requests --------------------------------------------------------------------
+
+    def send_text(self, text: str, timestamp: str, now: float) -> tuple[Message, list[Effect]]:
+        """Create, deliver locally and relay a message; raises ``NodeError`` if refused."""
+        if not self.ready:
+            raise NodeError("not-ready", f"this node is {self.role.value}, not in a discussion")
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > self.config.max_text_bytes:
+            raise NodeError(
+                "too-large", f"text is {size} bytes; the limit is {self.config.max_text_bytes}"
+            )
+        if not text.strip():
+            raise NodeError("bad-request", "text is empty")
+        message_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        clock = dict(self.buffer.delivered)
+        clock[self.node_id] = clock.get(self.node_id, 0) + 1
+        message = self.identity.sign(message_id, self.me.name, timestamp, text, clock)
+        effects = self._accept(message, source=None)
+        self.log.info("message.sent", id=message.id, length=size)
+        return message, effects
+
+    # Peer events -----------------------------------------------------------------------
+
+    def peer_connected(self, hello: Hello, now: float) -> list[Effect]:
+        """A peer finished the handshake (its identity and secret are proven)."""
+        peer = hello.node_id
+        self.peers[peer] = hello
+        self.last_heard[peer] = now
+        self.log.info("peer.connected", peer=peer, peer_name=hello.name)
+        effects: list[Effect] = []
+        if self.role is Role.JOINING and peer == self.coordinator:
+            effects.append(Send(peer, Join()))
+        elif self.role is Role.COORDINATOR and peer in self.members:
+            effects.append(Send(peer, self._nodes_frame()))
+        # Compare digests at once rather than a heartbeat later.
+        effects.append(Send(peer, Heartbeat(self.node_id, self.term, self.delivered_clock())))
+        return effects
+
+    def peer_disconnected(self, peer: str, now: float) -> list[Effect]:
+        if self.peers.pop(peer, None) is not None:
+            self.log.info("peer.disconnected", peer=peer)
+        self._last_request.pop(peer, None)
+        return []
+
+    def frame_received(self, peer: str, frame: Frame, now: float) -> list[Effect]:
+        """A frame from an authenticated peer. Refusals are logged and change nothing."""
+        self.last_heard[peer] = now
+        match frame:
+            case Message():
+                return self._on_message(peer, frame)
+            case Heartbeat():
+                return self._on_heartbeat(peer, frame, now)
+            case DiscussionRequest():
+                return self._send_discussion(peer, frame.vector_clock)
+            case Discussion():
+                return self._on_discussion(peer, frame)
+            case Join():
+                return self._on_join(peer)
+            case Nodes():
+                return self._on_nodes(peer, frame)
+            case Leave():
+                return self._on_leave(peer, frame)
+            case UpdateCoordinator():
+                return self._on_update_coordinator(peer, frame)
+            case Election() | Vote():
+                self.log.info("frame.ignored", peer=peer, type=frame.TYPE, reason="no election")
+                return []
+            case Hello() | Auth():
+                return self._refuse(peer, frame, "handshake frame after the handshake")
+        raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover
+
+    # Handlers --------------------------------------------------------------------------
+
+    def _refuse(self, peer: str, frame: Frame, reason: str) -> list[Effect]:
+        self.log.warning("frame.refused", peer=peer, type=frame.TYPE, reason=reason)
+        return []
+
+    def _on_message(self, peer: str, message: Message) -> list[Effect]:
+        if message.id in self.buffer:
+            return []
+        problem = self._check_message(message)
+        if problem is not None:
+            self.log.warning(
+                "message.refused", peer=peer, id=message.id[:MAX_ID_CHARS], reason=problem
+            )
+            return []
+        return self._accept(message, source=peer)
+
+    def _check_message(self, message: Message) -> str | None:
+        if len(message.id) > MAX_ID_CHARS or len(message.name) > MAX_NAME_CHARS:
+            return "id or name too long"
+        if len(message.message.encode("utf-8", "surrogatepass")) > self.config.max_text_bytes:
+            return "text over the size limit"
+        if len(message.timestamp) > 40:
+            return "timestamp too long"
+        clock = message.vector_clock
+        if clock.get(message.node_id, 0) < 1 or any(c < 0 for c in clock.values()):
+            return "vector clock does not count the origin or has a negative entry"
+        if not identity.verify(message):
+            return "signature does not match node-id"
+        if self.buffer.is_stale(message):
+            return "sequence number already used by its origin"
+        return None
+
+    def _accept(self, message: Message, source: str | None) -> list[Effect]:
+        """Take a new, checked message: relay it once, deliver what became deliverable."""
+        effects: list[Effect] = []
+        frame_targets = self._relay_targets() - {source, message.node_id}
+        effects.extend(Send(peer, message) for peer in sorted(t for t in frame_targets if t))
+        for delivered in self.buffer.offer(message):
+            self.history.add(delivered)
+            self.log.debug("message.delivered", id=delivered.id, origin=delivered.node_id)
+            effects.append(Deliver(delivered))
+        if self.buffer.held:
+            self.log.debug("message.held", id=message.id, held=self.buffer.held)
+        return effects
+
+    def _relay_targets(self) -> set[str]:
+        targets = set(self.neighbours())
+        if self.coordinator is not None and self.role is not Role.COORDINATOR:
+            targets.add(self.coordinator)
+        if not targets:  # not placed in the overlay yet: whoever we are linked to
+            targets = set(self.peers)
+        return targets & set(self.peers)
+
+    def _on_heartbeat(self, peer: str, beat: Heartbeat, now: float) -> list[Effect]:
+        if beat.node_id != peer:
+            return self._refuse(peer, beat, "node-id is not the sender")
+        mine = self.buffer.delivered
+        behind = any(count > mine.get(node, 0) for node, count in beat.digest.items())
+        if not behind:
+            return []
+        last = self._last_request.get(peer)
+        if last is not None and now - last < self.config.heartbeat_interval:
+            return []
+        self._last_request[peer] = now
+        self.log.info("repair.requested", peer=peer)
+        return [Send(peer, DiscussionRequest(self.delivered_clock()))]
+
+    def _send_discussion(self, peer: str, clock: dict[str, int]) -> list[Effect]:
+        missing = self.history.since(clock)
+        if missing:
+            self.log.info("repair.sent", peer=peer, messages=len(missing))
+        return [
+            Send(peer, Discussion(chunk))
+            for chunk in chunk_messages(missing, self.config.discussion_chunk_bytes)
+        ]
+
+    def _on_discussion(self, peer: str, frame: Discussion) -> list[Effect]:
+        effects: list[Effect] = []
+        for message in frame.messages:
+            effects.extend(self._on_message(peer, message))
+        return effects
+
+    def _on_join(self, peer: str) -> list[Effect]:
+        hello = self.peers.get(peer)
+        if self.role is not Role.COORDINATOR or hello is None:
+            return self._refuse(peer, Join(), "not the coordinator")
+        self.members[peer] = MemberRecord(
+            node_id=peer,
+            name=hello.name,
+            address=hello.address,
+            public_address=hello.public_address,
+            priority=hello.priority,
+        )
+        self.log.info(
+            "member.joined", member=peer, member_name=hello.name, members=len(self.members)
+        )
+        # History first, then membership: the newcomer is complete when it becomes a member.
+        effects = self._send_discussion(peer, {})
+        effects.extend(self._membership_changed())
+        return effects
+
+    def _on_leave(self, peer: str, frame: Leave) -> list[Effect]:
+        if frame.node_id != peer:
+            return self._refuse(peer, frame, "node-id is not the sender")
+        self.log.info("peer.left", peer=peer)
+        effects: list[Effect] = [Disconnect(peer, "left")]
+        if self.role is Role.COORDINATOR and peer in self.members:
+            del self.members[peer]
+            self.log.info("member.left", member=peer, members=len(self.members))
+            effects.extend(self._membership_changed())
+        return effects
+
+    def _on_nodes(self, peer: str, frame: Nodes) -> list[Effect]:
+        if frame.coordinator != peer:
+            return self._refuse(peer, frame, "nodes not sent by the coordinator it names")
+        if frame.term < self.term or (frame.term == self.term and peer != self.coordinator):
+            return self._refuse(peer, frame, "nodes of an older term or another coordinator")
+        if self.role is Role.LEAVING:
+            return []
+        if frame.term > self.term:
+            self.log.info("term.changed", term=frame.term, coordinator=peer)
+        self.term = frame.term
+        self.coordinator = peer
+        before = set(self.members)
+        self.members = {m.node_id: m for m in frame.node}
+        self.overlay = {node: list(peers) for node, peers in frame.neighbours.items()}
+        if self.role is Role.JOINING and self.node_id in self.members:
+            self.role = Role.MEMBER
+            self.log.info("join.completed", members=len(self.members), messages=len(self.history))
+        self.log.info("membership.updated", members=len(self.members), neighbours=self.neighbours())
+        return self._drop_departed(before)
+
+    def _on_update_coordinator(self, peer: str, frame: UpdateCoordinator) -> list[Effect]:
+        if frame.term <= self.term or peer != self.coordinator:
+            return self._refuse(peer, frame, "stale term or not from the coordinator")
+        self.term = frame.term
+        self.coordinator = frame.coordinator
+        self.log.info("term.changed", term=frame.term, coordinator=frame.coordinator)
+        if frame.coordinator != self.node_id or self.role is Role.LEAVING:
+            return []
+        self.role = Role.COORDINATOR
+        self.members.pop(peer, None)  # the hand-over comes from the leaving coordinator
+        self.members[self.node_id] = self.me
+        self._next_register = 0.0
+        self.log.info("coordinator.elected", members=len(self.members), reason="handover")
+        effects = self._membership_changed()
+        effects.append(RegisterCoordinator(self.coordinator_record()))
+        return effects
+
+    def _membership_changed(self) -> list[Effect]:
+        self.overlay = assign(self.members, self.config.full_mesh_max)
+        frame = self._nodes_frame()
+        return [Send(peer, frame) for peer in self.peers if peer in self.members]
+
+    def _drop_departed(self, before: set[str]) -> list[Effect]:
+        """Close links to peers that were members and no longer are."""
+        gone = (before - set(self.members)) & set(self.peers)
+        return [Disconnect(peer, "no longer a member") for peer in sorted(gone)]
+
+    def _nodes_frame(self) -> Nodes:
+        return Nodes(
+            node=sorted(self.members.values(), key=lambda m: m.node_id),
+            neighbours=self.overlay,
+            term=self.term,
+            coordinator=self.node_id,
+        )

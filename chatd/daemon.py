@@ -1,0 +1,107 @@
+"""The composition root of a running chatd: listener, runtime, control socket, signals.
+
+Start-up order: bind the peer listener (to learn the real port), build the node, bind the
+control socket, then report readiness (log line and ``READY=1``) and join. On SIGTERM or
+SIGINT, or a ``leave`` request, the node leaves, the socket file is removed, and
+``run_chatd`` returns 0. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+import trio
+from attrs import frozen
+
+from chatd.config import Config
+from chatd.control import ControlServer, prepare_socket_path
+from chatd.core.node import Node, Role
+from chatd.director_client import DirectorClient, DirectorError
+from chatd.identity import Identity
+from chatd.notify import sd_notify
+from chatd.runtime import Runtime
+from chatd.transport import Channel, WebSocketTransport
+from chatd.wire import MemberRecord
+
+
+@frozen
+class Options:
+    director: str
+    host: str
+    port: int
+    advertise: str | None
+    name: str
+    priority: int
+    socket: Path
+    socket_explicit: bool
+    secret: bytes | None
+
+
+async def run_chatd(options: Options, config: Config, log: Any) -> int:
+    ident = Identity.generate()
+    log = log.bind(**{"node-id": ident.node_id, "name": options.name})
+    if options.secret is None:
+        log.warning("security.insecure", detail="no group secret: any process can join")
+    prepare_socket_path(options.socket, options.socket_explicit)
+    director = DirectorClient(options.director, options.secret, config.director_timeout)
+    transport = WebSocketTransport(options.host, options.port, config.max_frame_bytes)
+    started = trio.Event()
+    holder: list[Runtime] = []
+
+    async def serve_peer(channel: Channel) -> None:
+        await started.wait()
+        await holder[0].serve_peers(channel)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            address: str = await nursery.start(transport.serve, serve_peer)
+            me = MemberRecord(
+                node_id=ident.node_id,
+                name=options.name,
+                address=address,
+                public_address=options.advertise or address,
+                priority=options.priority,
+            )
+            rng = random.Random()
+            node = Node(me, ident, config, rng, log)
+            runtime = Runtime(
+                node, transport, director, (DirectorError,), options.secret, config, rng
+            )
+            holder.append(runtime)
+            started.set()
+            await nursery.start(ControlServer(runtime, options.socket, node.log).serve)
+
+            async def run_then_stop() -> None:
+                await runtime.run()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run_then_stop)
+            nursery.start_soon(_watch_signals, runtime, nursery.cancel_scope, node)
+            sd_notify("READY=1")
+            node.log.info(
+                "node.ready",
+                address=address,
+                public_address=me.public_address,
+                socket=str(options.socket),
+                director=director.base_url,
+            )
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await director.aclose()
+    log.info("node.stopped")
+    return 0
+
+
+async def _watch_signals(runtime: Runtime, scope: trio.CancelScope, node: Node) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if node.role is Role.LEAVING:
+                node.log.warning("node.forced_stop", signal=signal.Signals(signum).name)
+                scope.cancel()
+                return
+            node.log.info("node.signal", signal=signal.Signals(signum).name)
+            sd_notify("STOPPING=1")
+            runtime.request_leave()

@@ -1,0 +1,226 @@
+"""chatd's client for the director's HTTP API (httpx, which runs on trio through anyio).
+
+Every failure — bad URL, connection refused, timeout, an answer that is not the expected
+JSON, any 4xx/5xx but a refused coordinator registration — raises one ``DirectorError``
+whose message is a single line naming the director and the cause.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import trio
+from attrs import frozen
+
+from chatd.auth import PROOF_HEADER, director_proof
+from chatd.wire import (
+    CoordinatorRecord,
+    DecodeError,
+    JoinAdvice,
+    NodeRegistration,
+    Unregistration,
+    decode_json,
+    encode,
+    structure,
+)
+
+T = TypeVar("T")
+
+# Answers are a few hundred bytes; anything larger is not a director.
+_MAX_ANSWER_BYTES = 64 * 1024
+
+
+class DirectorError(Exception):
+    """The director could not be used; ``str()`` is one line saying why."""
+
+
+def check_base_url(base_url: str) -> httpx.URL:
+    """Parse a director URL (``http[s]://HOST[:PORT][/prefix]``); ``DirectorError`` if bad."""
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise DirectorError(f"invalid director URL {base_url!r}: {exc}") from None
+    if url.scheme not in ("http", "https"):
+        raise DirectorError(f"invalid director URL {base_url!r}: the scheme must be http or https")
+    if not url.host:
+        raise DirectorError(f"invalid director URL {base_url!r}: no host")
+    if url.query or url.fragment:
+        raise DirectorError(f"invalid director URL {base_url!r}: no query or fragment allowed")
+    return url
+
+
+class DirectorClient:
+    """Talks to one director. Use as ``async with`` or call ``aclose()``.
+
+    ``secret`` signs every POST body (``X-Chat-Proof``); ``timeout`` bounds each request
+    as a whole (connect, send, answer), in seconds. Runs under trio (the deadline is a
+    trio cancel scope). Cancellation propagates unchanged.
+    """
+
+    def __init__(self, base_url: str, secret: bytes | None = None, timeout: float = 5.0) -> None:
+        self.base_url = str(check_base_url(base_url)).rstrip("/")
+        self._secret = secret
+        self._timeout = timeout
+        # trust_env=False: proxy variables must not reroute a LAN director, nor .netrc leak.
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, trust_env=False, follow_redirects=False
+        )
+
+    async def __aenter__(self) -> DirectorClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def register_node(self, reg: NodeRegistration) -> JoinAdvice:
+        """Ask where to go: join the coordinator named, or start the discussion."""
+        answer = await self._post("/register_node", reg)
+        self._expect_ok(answer)
+        return self._decode(answer, JoinAdvice)
+
+    async def register_coordinator(self, record: CoordinatorRecord) -> bool:
+        """Announce (or refresh) ``record`` as coordinator; False if the director refused it
+        (409: another node holds that term, or a newer term is known)."""
+        answer = await self._post("/register_coordinator", record)
+        if answer.status == 409 and _error_code(self._json(answer)) == "refused":
+            return False
+        self._expect_ok(answer)
+        return True
+
+    async def unregister(self, u: Unregistration) -> bool:
+        """Ask the director to forget the coordinator; True if it held that very record."""
+        answer = await self._post("/unregister_coordinator", u)
+        self._expect_ok(answer)
+        forgotten = self._json(answer).get("forgotten")
+        return forgotten is True
+
+    async def coordinator(self) -> CoordinatorRecord | None:
+        """The coordinator the director knows (``GET /`` as JSON); None when it knows none."""
+        answer = await self._request("GET", "/", headers={"accept": "application/json"})
+        if answer.status == 503:
+            return None
+        self._expect_ok(answer)
+        return self._decode(answer, CoordinatorRecord)
+
+    async def healthy(self) -> bool:
+        """Whether ``GET /healthz`` answers 200 ``{"ok": true}``; never raises."""
+        try:
+            answer = await self._request("GET", "/healthz")
+            return answer.status == 200 and self._json(answer).get("ok") is True
+        except DirectorError:
+            return False
+
+    async def _post(self, path: str, body: Any) -> _Answer:
+        content = encode(body)
+        headers = {"content-type": "application/json"}
+        if self._secret is not None:
+            headers[PROOF_HEADER] = director_proof(self._secret, content)
+        return await self._request("POST", path, content=content, headers=headers)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> _Answer:
+        where = f"director {self.base_url}"
+        try:
+            with trio.fail_after(self._timeout):
+                async with self._http.stream(method, path, **kwargs) as response:
+                    body = await _read_capped(response)
+        except (trio.TooSlowError, httpx.TimeoutException):
+            raise DirectorError(f"{where} timed out after {self._timeout:g}s") from None
+        except httpx.ConnectError as exc:
+            raise DirectorError(f"{where} unreachable: {_cause(exc)}") from None
+        except httpx.HTTPError as exc:
+            raise DirectorError(f"{where}: {method} {path} failed: {_cause(exc)}") from None
+        except _TooLarge:
+            raise DirectorError(
+                f"{where} answered {method} {path} with over {_MAX_ANSWER_BYTES} bytes"
+                " (is the URL right?)"
+            ) from None
+        return _Answer(method, path, response.status_code, response.reason_phrase, body)
+
+    def _expect_ok(self, answer: _Answer) -> None:
+        if answer.status == 200:
+            return
+        detail = ""
+        try:
+            error = self._json(answer).get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                detail = f": {error['message'][:200]}"
+        except DirectorError:
+            detail = " (not a chat director's answer: is the URL right?)"
+        raise DirectorError(
+            f"director {self.base_url} answered {answer.method} {answer.path} with "
+            f"{answer.status} {(answer.reason or 'error').lower()}{detail}"
+        )
+
+    def _json(self, answer: _Answer) -> dict[str, Any]:
+        try:
+            value = decode_json(answer.body, limit=_MAX_ANSWER_BYTES)
+        except DecodeError as exc:
+            raise DirectorError(
+                f"director {self.base_url} answered {answer.method} {answer.path} with {exc}"
+            ) from None
+        if not isinstance(value, dict):
+            raise DirectorError(
+                f"director {self.base_url} answered {answer.method} {answer.path} "
+                "with JSON that is not an object"
+            )
+        return value
+
+    def _decode(self, answer: _Answer, cls: type[T]) -> T:
+        try:
+            return structure(self._json(answer), cls)
+        except DecodeError as exc:
+            raise DirectorError(
+                f"director {self.base_url} answered {answer.method} {answer.path} with an {exc}"
+            ) from None
+
+
+@frozen
+class _Answer:
+    method: str
+    path: str
+    status: int
+    reason: str
+    body: bytes
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    # Read at most the cap: a wrong URL may point at something that streams forever.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > _MAX_ANSWER_BYTES:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_code(body: dict[str, Any]) -> str | None:
+    error = body.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost OS error's text ("connection refused"), else the exception's own."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).strip().splitlines()
+    return text[0].lower() if text else type(exc).__name__

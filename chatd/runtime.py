@@ -1,0 +1,333 @@
+"""The trio shell around the core ``Node``: it feeds events in and carries effects out.
+
+Every event handler is synchronous, so each core transition runs without interleaving.
+Effects never wait: frames go into per-peer queues, deliveries into per-subscriber queues,
+director calls into background tasks. Dialing is reconciled with what the core wants after
+every transition.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import trio
+
+from chatd.config import Config
+from chatd.core.node import (
+    Deliver,
+    Disconnect,
+    Effect,
+    Node,
+    RegisterCoordinator,
+    Role,
+    Send,
+    UnregisterCoordinator,
+)
+from chatd.peers import HandshakeFailed, PeerLink, handshake
+from chatd.transport import Channel, ChannelClosed, ConnectError, Transport
+from chatd.wire import (
+    PROTOCOL_VERSION,
+    CoordinatorRecord,
+    Frame,
+    Hello,
+    JoinAdvice,
+    Message,
+    NodeRegistration,
+    Unregistration,
+    encode_frame,
+)
+
+
+class DirectorApi(Protocol):
+    """What a node needs of the director (HTTP in production, in-memory in tests)."""
+
+    async def register_node(self, registration: NodeRegistration) -> JoinAdvice: ...
+
+    async def register_coordinator(self, record: CoordinatorRecord) -> bool: ...
+
+    async def unregister(self, unregistration: Unregistration) -> bool: ...
+
+
+def utc_timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Runtime:
+    def __init__(
+        self,
+        node: Node,
+        transport: Transport,
+        director: DirectorApi,
+        director_errors: tuple[type[Exception], ...],
+        secret: bytes | None,
+        config: Config,
+        rng: random.Random,
+        wallclock: Callable[[], str] = utc_timestamp,
+    ) -> None:
+        self.node = node
+        self.transport = transport
+        self.director = director
+        self.director_errors = director_errors
+        self._retryable: tuple[type[Exception], ...] = (*director_errors, trio.TooSlowError)
+        self.secret = secret
+        self.config = config
+        self.rng = rng
+        self.wallclock = wallclock
+        self.links: dict[str, PeerLink] = {}
+        self.director_error: str | None = None
+        self._dialers: dict[str, trio.CancelScope] = {}
+        self._subscribers: set[trio.MemorySendChannel[Message]] = set()
+        self._joined = trio.Event()
+        self._leave_requested = trio.Event()
+        self._links_gone = trio.Event()
+        self._registering = False
+        self._nursery: trio.Nursery | None = None
+
+    # Effects -----------------------------------------------------------------------------
+
+    def apply(self, effects: list[Effect]) -> None:
+        encoded: dict[int, bytes] = {}
+        for effect in effects:
+            match effect:
+                case Send(peer, frame):
+                    link = self.links.get(peer)
+                    if link is not None:
+                        data = encoded.get(id(frame))
+                        if data is None:
+                            data = encoded[id(frame)] = encode_frame(frame)
+                        link.send_nowait(data)
+                case Deliver(message):
+                    self._publish(message)
+                case Disconnect(peer, reason):
+                    if (link := self.links.get(peer)) is not None:
+                        link.close(reason)
+                case RegisterCoordinator(record):
+                    self._spawn(self._register, record)
+                case UnregisterCoordinator(term):
+                    self._spawn(self._unregister, term)
+        if self.node.ready:
+            self._joined.set()
+        if self.node.role is not Role.LEAVING:
+            self._reconcile_dials()
+
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)
+
+    def _publish(self, message: Message) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.send_nowait(message)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.discard(subscriber)
+                subscriber.close()
+                self.log.warning("tail.dropped", reason="subscriber too slow or gone")
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[Message]:
+        """A stream of every message delivered from now on; closed if it falls behind."""
+        send, receive = trio.open_memory_channel[Message](self.config.tail_queue_messages)
+        self._subscribers.add(send)
+        return receive
+
+    @property
+    def log(self) -> Any:
+        return self.node.log
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    # Local requests ------------------------------------------------------------------------
+
+    def send_text(self, text: str) -> Message:
+        message, effects = self.node.send_text(text, self.wallclock(), self.now())
+        self.apply(effects)
+        return message
+
+    def request_leave(self) -> None:
+        self._leave_requested.set()
+
+    # Tasks --------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve peers, join the discussion, and run until asked to leave; then leave.
+
+        ``task_status.started()`` once the peer listener is bound. Returns after the
+        node has told its peers and the director, with everything closed.
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            nursery.start_soon(self._run_timers)
+            nursery.start_soon(self._join)
+            await self._leave_requested.wait()
+            await self._leave()
+            nursery.cancel_scope.cancel()
+
+    async def serve_peers(self, channel: Channel) -> None:
+        """Handle one incoming connection: handshake, then the link."""
+        try:
+            hello = await self._handshake(channel, expected=None)
+        except (HandshakeFailed, ChannelClosed) as exc:
+            self.log.warning("peer.refused", remote=channel.remote, reason=str(exc))
+            return
+        await self._run_link(channel, hello)
+
+    async def _handshake(self, channel: Channel, expected: str | None) -> Hello:
+        me = self.node.me
+        hello = Hello(
+            protocol_version=PROTOCOL_VERSION,
+            node_id=me.node_id,
+            name=me.name,
+            address=me.address,
+            public_address=me.public_address,
+            priority=me.priority,
+            term=self.node.term,
+            nonce="",
+            public_key=self.node.identity.public_key,
+            secure=self.secret is not None,
+        )
+        try:
+            with trio.fail_after(self.config.handshake_timeout):
+                return await handshake(channel, self.node.identity, hello, self.secret, expected)
+        except trio.TooSlowError:
+            raise HandshakeFailed("handshake timed out") from None
+
+    async def _run_link(self, channel: Channel, hello: Hello) -> None:
+        peer = hello.node_id
+        link = PeerLink(channel, hello, self.config.peer_queue_frames)
+        if (old := self.links.get(peer)) is not None:
+            old.close("replaced by a newer connection")
+        self.links[peer] = link
+        self._links_gone = trio.Event()
+        self.apply(self.node.peer_connected(hello, self.now()))
+
+        def on_frame(frame: Frame) -> None:
+            try:
+                self.apply(self.node.frame_received(peer, frame, self.now()))
+            except Exception:
+                # A bug must cost one frame, never the node.
+                self.log.exception("frame.failed", peer=peer, type=frame.TYPE)
+
+        def on_bad_frame(reason: str) -> None:
+            self.log.warning("frame.malformed", peer=peer, reason=reason)
+
+        reason = "cancelled"
+        try:
+            reason = await link.run(on_frame, on_bad_frame)
+        finally:
+            if self.links.get(peer) is link:
+                del self.links[peer]
+                self.apply(self.node.peer_disconnected(peer, self.now()))
+            if not self.links:
+                self._links_gone.set()
+            self.log.info("peer.closed", peer=peer, reason=reason)
+
+    def _reconcile_dials(self) -> None:
+        wanted = self.node.dials()
+        for peer, address in wanted.items():
+            if peer not in self.links and peer not in self._dialers and self._nursery:
+                scope = trio.CancelScope()
+                self._dialers[peer] = scope
+                self._nursery.start_soon(self._dial, peer, address, scope)
+        for peer in [p for p in self._dialers if p not in wanted]:
+            self._dialers.pop(peer).cancel()
+
+    async def _dial(self, peer: str, address: str, scope: trio.CancelScope) -> None:
+        """Keep a link to ``peer`` open while the core wants it, reconnecting with backoff."""
+        backoff = self.config.dial_backoff_min
+        with scope:
+            while True:
+                try:
+                    async with self.transport.open_channel(address) as channel:
+                        hello = await self._handshake(channel, expected=peer)
+                        backoff = self.config.dial_backoff_min
+                        await self._run_link(channel, hello)
+                except (ConnectError, HandshakeFailed, ChannelClosed) as exc:
+                    self.log.warning(
+                        "peer.dial_failed", peer=peer, address=address, reason=str(exc)
+                    )
+                await trio.sleep(backoff * (0.5 + self.rng.random()))
+                backoff = min(backoff * 2, self.config.dial_backoff_max)
+                if peer not in self.node.dials():
+                    break
+        if self._dialers.get(peer) is scope:
+            del self._dialers[peer]
+
+    async def _run_timers(self) -> None:
+        while True:
+            await trio.sleep_until(self.node.next_deadline())
+            self.apply(self.node.tick(self.now()))
+
+    async def _join(self) -> None:
+        """Ask the director where to go until this node is in a discussion."""
+        me = self.node.me
+        registration = NodeRegistration(me.node_id, me.address, me.public_address)
+        backoff = self.config.dial_backoff_min
+        while not self.node.ready:
+            try:
+                advice = await self.director.register_node(registration)
+            except self.director_errors as exc:
+                self._director_down(str(exc))
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, self.config.director_interval)
+                continue
+            self._director_up()
+            if advice.action == "start":
+                self.apply(self.node.start_discussion(advice.term, self.now()))
+            elif advice.coordinator is not None:
+                self.apply(self.node.join(advice.coordinator, self.now()))
+                with trio.move_on_after(self.config.join_timeout):
+                    await self._joined.wait()
+                if not self.node.ready:
+                    self.log.warning("join.timeout", coordinator=advice.coordinator.node_id)
+
+    async def _register(self, record: CoordinatorRecord) -> None:
+        if self._registering:
+            return
+        self._registering = True
+        try:
+            with trio.fail_after(self.config.director_timeout):
+                accepted = await self.director.register_coordinator(record)
+            self._director_up()
+            if not accepted:
+                self.log.warning("director.refused", term=record.term)
+        except self._retryable as exc:
+            self._director_down(str(exc) or "timed out")
+        finally:
+            self._registering = False
+
+    async def _unregister(self, term: int) -> None:
+        try:
+            with trio.fail_after(self.config.director_timeout):
+                await self.director.unregister(Unregistration(self.node.node_id, term))
+        except self._retryable as exc:
+            self._director_down(str(exc) or "timed out")
+
+    def _director_down(self, error: str) -> None:
+        if self.director_error != error:
+            self.log.warning("director.unreachable", error=error)
+        self.director_error = error
+
+    def _director_up(self) -> None:
+        if self.director_error is not None:
+            self.log.info("director.reachable")
+        self.director_error = None
+
+    async def _leave(self) -> None:
+        """Tell peers (and, if last, the director), let queued frames out, then stop."""
+        effects = self.node.leave(self.now())
+        unregister = [e for e in effects if isinstance(e, UnregisterCoordinator)]
+        self.apply([e for e in effects if not isinstance(e, UnregisterCoordinator)])
+        for link in list(self.links.values()):
+            link.finish()
+        with trio.move_on_after(self.config.leave_flush_timeout):
+            for effect in unregister:
+                await self._unregister(effect.term)
+            if self.links:
+                await self._links_gone.wait()
+        for subscriber in self._subscribers:
+            subscriber.close()
+        self.log.info("node.left")

@@ -1,0 +1,143 @@
+"""How nodes reach each other: a small interface, and its websocket implementation.
+
+A ``Channel`` carries whole frames (bytes) both ways. The runtime never sees websockets;
+tests swap in ``chatd.testing.memory`` to run a cluster in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    WebSocketRequest,
+    open_websocket_url,
+    serve_websocket,
+)
+
+# trio-websocket's own reader queues this many messages before it stops reading; ours
+# drains it continuously, so a small queue is enough.
+WS_QUEUE = 16
+
+
+class ChannelClosed(Exception):
+    """The other end went away (or the channel was closed locally)."""
+
+
+class ConnectError(OSError):
+    """A peer address could not be reached; the message says why."""
+
+
+class Channel(Protocol):
+    remote: str
+
+    async def send(self, data: bytes) -> None:
+        """Send one frame; raises ``ChannelClosed``."""
+
+    async def receive(self) -> bytes:
+        """Wait for the next frame; raises ``ChannelClosed``."""
+
+    async def aclose(self) -> None: ...
+
+
+Handler = Callable[[Channel], Awaitable[None]]
+
+
+class Transport(Protocol):
+    def open_channel(self, address: str) -> Any:
+        """``async with transport.open_channel(address) as channel``; raises ``ConnectError``."""
+
+    async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept channels forever, each handled by ``handler`` in its own task.
+
+        ``task_status.started(address)`` reports the address really bound.
+        """
+
+
+class WebSocketChannel:
+    def __init__(self, ws: WebSocketConnection, remote: str) -> None:
+        self._ws = ws
+        self.remote = remote
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._ws.send_message(data)
+        except ConnectionClosed as exc:
+            raise ChannelClosed(_reason(exc)) from None
+
+    async def receive(self) -> bytes:
+        try:
+            data = await self._ws.get_message()
+        except ConnectionClosed as exc:
+            raise ChannelClosed(_reason(exc)) from None
+        return data.encode() if isinstance(data, str) else bytes(data)
+
+    async def aclose(self) -> None:
+        await self._ws.aclose()
+
+
+def _reason(exc: ConnectionClosed) -> str:
+    reason = exc.reason
+    if reason is None:
+        return "closed"
+    return f"{reason.name} ({reason.code}){': ' + reason.reason if reason.reason else ''}"
+
+
+class WebSocketTransport:
+    def __init__(self, host: str, port: int, max_frame_bytes: int) -> None:
+        self.host = host
+        self.port = port
+        self.max_frame_bytes = max_frame_bytes
+
+    @asynccontextmanager
+    async def open_channel(self, address: str) -> AsyncIterator[Channel]:
+        parts = urlsplit(address)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ConnectError(f"not a websocket address: {address!r}")
+        connected = False
+        try:
+            async with open_websocket_url(
+                address,
+                max_message_size=self.max_frame_bytes,
+                message_queue_size=WS_QUEUE,
+                connect_timeout=5,
+                disconnect_timeout=2,
+            ) as ws:
+                connected = True
+                yield WebSocketChannel(ws, address)
+        except (OSError, HandshakeError, trio.TooSlowError) as exc:
+            if connected:
+                raise
+            raise ConnectError(f"cannot reach {address}: {exc or type(exc).__name__}") from None
+
+    async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async def on_request(request: WebSocketRequest) -> None:
+            ws = await request.accept()
+            end = ws.remote
+            remote = end if isinstance(end, str) else f"{end.address}:{end.port}"
+            await handler(WebSocketChannel(ws, remote))
+
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                lambda task_status: serve_websocket(
+                    on_request,
+                    self.host,
+                    self.port,
+                    ssl_context=None,
+                    max_message_size=self.max_frame_bytes,
+                    message_queue_size=WS_QUEUE,
+                    disconnect_timeout=2,
+                    task_status=task_status,
+                )
+            )
+            task_status.started(f"ws://{_host_for_url(self.host)}:{server.port}")
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
