@@ -1,0 +1,263 @@
+"""chatctl: talk to the local chatd over its control socket.
+
+Output is for people by default; with ``--json`` it is JSON Lines with the wire field names,
+for scripts. Text from the network is shown with control characters (except tab) escaped,
+so a message cannot drive the terminal. Errors are one line on stderr: ``chatctl: ...``.
+
+Exit codes:
+  0     success; also Ctrl-C during tail --follow, and stdout closed early (| head)
+  1     any other failure
+  2     usage error
+  10+n  chatd refused the request with error code C, n = chatd.wire.ERROR_CODES[C]:
+        12 bad-request, 13 too-large, 14 not-ready, 15 forbidden, 16 leaving,
+        17 internal (10: a code this chatctl does not know)
+  65    send -: stdin is not valid text
+  69    no chatd at the socket path (no socket file, or nobody accepting on it)
+  74    chatd closed the connection before answering (or ended tail --follow)
+  75    no answer within --timeout seconds
+  76    chatd's answer is malformed
+  77    permission denied on the socket
+  130   interrupted (Ctrl-C), except during tail --follow
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from chatctl import render
+from chatctl.client import (
+    DEFAULT_TIMEOUT,
+    Client,
+    ConnectionLost,
+    ControlError,
+    NoDaemon,
+    PermissionDenied,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+    connect,
+)
+from chatd.paths import resolve_socket_path
+from chatd.wire import ERROR_CODES
+
+EX_FAILURE = 1
+EX_REMOTE = 10
+EX_DATAERR = 65
+EX_UNAVAILABLE = 69
+EX_IOERR = 74
+EX_TEMPFAIL = 75
+EX_PROTOCOL = 76
+EX_NOPERM = 77
+EX_INTERRUPTED = 130
+
+_EXIT_CODES: tuple[tuple[type[ControlError], int], ...] = (
+    (NoDaemon, EX_UNAVAILABLE),
+    (PermissionDenied, EX_NOPERM),
+    (Timeout, EX_TEMPFAIL),
+    (ConnectionLost, EX_IOERR),
+    (ProtocolError, EX_PROTOCOL),
+)
+
+Command = Callable[[argparse.Namespace, Client], int]
+
+
+def exit_code(exc: ControlError) -> int:
+    if isinstance(exc, RemoteError):
+        return EX_REMOTE + ERROR_CODES.get(exc.code, 0)
+    return next((code for cls, code in _EXIT_CODES if isinstance(exc, cls)), EX_FAILURE)
+
+
+def fail(message: str, code: int) -> int:
+    print(f"chatctl: {render.visible(message)}", file=sys.stderr)
+    return code
+
+
+def out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def cmd_send(args: argparse.Namespace, client: Client) -> int:
+    if args.text != ["-"]:
+        view = client.send(" ".join(args.text))
+        if args.json:
+            out(render.json_line(view))
+        return 0
+    try:
+        for number, raw in enumerate(sys.stdin, 1):
+            text = raw.removesuffix("\n").removesuffix("\r")
+            if not text.strip():
+                continue
+            try:
+                view = client.send(text)
+            except ControlError as exc:
+                return fail(f"stdin line {number}: {exc}", exit_code(exc))
+            if args.json:
+                out(render.json_line(view))
+                sys.stdout.flush()  # a script reading our output sees each send at once
+    except UnicodeDecodeError:
+        return fail("stdin is not valid text in the locale's encoding", EX_DATAERR)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, client: Client) -> int:
+    try:
+        for message in client.tail(last=args.last, follow=args.follow):
+            out(render.json_line(message) if args.json else render.message_line(message))
+            if args.follow:
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        if args.follow:  # the usual way to stop following: not a failure
+            return 0
+        raise
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, client: Client) -> int:
+    for message in client.history():
+        out(render.json_line(message) if args.json else render.message_line(message))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, client: Client) -> int:
+    status = client.status()
+    if args.json:
+        out(render.json_line(status))
+    else:
+        for line in render.status_lines(status):
+            out(line)
+    return 0
+
+
+def cmd_who(args: argparse.Namespace, client: Client) -> int:
+    members = client.who()
+    if args.json:
+        for member in members:
+            out(render.json_line(member))
+        return 0
+    status = client.status()  # who answers members only; the marks need status
+    for line in render.who_lines(members, status.coordinator, status.node_id):
+        out(line)
+    return 0
+
+
+def cmd_leave(args: argparse.Namespace, client: Client) -> int:
+    client.leave()
+    return 0
+
+
+def _epilog() -> str:
+    doc = __doc__ or ""  # None under python -OO
+    return doc[doc.find("Exit codes:") :] if "Exit codes:" in doc else ""
+
+
+def _non_negative(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"not a non-negative integer: {value!r}")
+    return number
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {value!r}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatctl",
+        description="Talk to the local chatd over its control socket.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="control socket (default: $CHATD_SOCKET, $RUNTIME_DIRECTORY/control.sock, "
+        "$XDG_RUNTIME_DIR/chatd/control.sock, /tmp/chatd-$UID/control.sock)",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT,
+        help=f"give up on an answer after this long (default {DEFAULT_TIMEOUT:g}; "
+        "tail --follow waits forever for new messages)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, run: Command, summary: str, json: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=summary, description=summary)
+        if json:
+            p.add_argument("--json", action="store_true", help="print JSON Lines")
+        p.set_defaults(run=run)
+        return p
+
+    send = command("send", cmd_send, "send a message ('-': one message per line of stdin)")
+    send.add_argument("text", nargs="+", metavar="TEXT", help="words, joined by spaces")
+    tail = command("tail", cmd_tail, "show the last messages, and with -f each new one")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep showing new messages")
+    tail.add_argument(
+        "-n", dest="last", type=_non_negative, default=10, metavar="N", help="last N (10)"
+    )
+    command("history", cmd_history, "show the whole discussion in canonical order")
+    command("status", cmd_status, "show this node's view of the discussion")
+    command("who", cmd_who, "list the members (* coordinator, (you) this node)")
+    command("leave", cmd_leave, "make the node leave the discussion and exit", json=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run chatctl with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help and usage errors: argparse has printed already
+        return exc.code if isinstance(exc.code, int) else EX_FAILURE
+    _tolerate_unencodable_output()
+    path = resolve_socket_path(args.socket, os.environ, os.getuid())
+    run: Command = args.run
+    try:
+        with connect(path, timeout=args.timeout) as client:
+            code = run(args, client)
+        sys.stdout.flush()
+        return code
+    except ControlError as exc:
+        return fail(str(exc), exit_code(exc))
+    except BrokenPipeError:  # the reader went away (e.g. | head): nothing left to do
+        _discard_stdout()
+        return 0
+    except KeyboardInterrupt:
+        return EX_INTERRUPTED
+
+
+def _tolerate_unencodable_output() -> None:
+    # A name in a script the terminal's encoding lacks must not crash the listing.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+
+
+def _discard_stdout() -> None:
+    # Python flushes stdout at exit; point it at /dev/null so that flush cannot fail too.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (e.g. captured)
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

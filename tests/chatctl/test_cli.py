@@ -1,0 +1,290 @@
+"""chatctl's commands, output formats and exit codes, in-process against the fake daemon."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from chatctl.__main__ import build_parser, main
+from chatd.wire import ERROR_CODES, HistoryResponse, MessageView, OkResponse, unstructure
+from tests.chatctl.conftest import set_tz
+from tests.chatctl.fakedaemon import (
+    MEMBERS,
+    MESSAGES,
+    STATUS,
+    Answer,
+    FakeDaemon,
+    error_line,
+    line,
+    message,
+)
+
+Capture = pytest.CaptureFixture[str]
+
+
+def run(daemon: FakeDaemon, *argv: str) -> int:
+    return main(["--socket", str(daemon.path), *argv])
+
+
+def jsonl(text: str) -> list[object]:
+    return [json.loads(row) for row in text.splitlines()]
+
+
+# -- send --
+
+
+def test_send_joins_words_and_prints_nothing(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "send", "hello", "big", "world") == 0
+    assert daemon.requests == [{"op": "send", "text": "hello big world"}]
+    assert capsys.readouterr() == ("", "")
+
+
+def test_send_json_prints_the_accepted_message(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "send", "--json", "hi") == 0
+    (printed,) = jsonl(capsys.readouterr().out)
+    assert printed == unstructure(message(9, STATUS.node_id, "bob", "hi"))
+
+
+def test_send_stdin_one_message_per_nonblank_line(
+    daemon: FakeDaemon, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("one\n\n   \ntwo words\r\nthree"))
+    assert run(daemon, "send", "-") == 0
+    assert [r["text"] for r in daemon.requests] == ["one", "two words", "three"]
+    assert capsys.readouterr() == ("", "")
+
+
+def test_send_stdin_stops_at_first_failure(
+    daemon: FakeDaemon, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = daemon.replies["send"]
+    daemon.replies["send"] = lambda req: (
+        Answer([error_line("too-large", "text over 4096 bytes")])
+        if req["text"] == "big"
+        else good(req)
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO("ok\nbig\nnever\n"))
+    assert run(daemon, "send", "-") == 10 + ERROR_CODES["too-large"]
+    assert [r["text"] for r in daemon.requests] == ["ok", "big"]
+    assert capsys.readouterr().err == "chatctl: stdin line 2: text over 4096 bytes (too-large)\n"
+
+
+# -- tail and history --
+
+
+def test_tail_last_n_human(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "tail", "-n", "2") == 0
+    assert daemon.requests == [{"op": "tail", "follow": False, "last": 2}]
+    assert capsys.readouterr().out == "07:08:02 bob: hello 2\n07:08:03 alice: hello 3\n"
+
+
+def test_tail_json(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "tail", "--json") == 0
+    assert daemon.requests == [{"op": "tail", "follow": False, "last": 10}]
+    assert jsonl(capsys.readouterr().out) == [unstructure(m) for m in MESSAGES]
+
+
+def test_tail_follow_ended_by_daemon_is_an_error(daemon: FakeDaemon, capsys: Capture) -> None:
+    daemon.replies["tail"] = lambda _: Answer([line(OkResponse()), line(MESSAGES[0])], close=True)
+    assert run(daemon, "tail", "-f", "-n", "1") == 74
+    out, err = capsys.readouterr()
+    assert out == "07:08:01 alice: hello 1\n"
+    assert err == f"chatctl: chatd at {daemon.path} closed the connection\n"
+
+
+def test_history_human(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "history") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "07:08:01 alice: hello 1",
+        "07:08:02 bob: hello 2",
+        "07:08:03 alice: hello 3",
+    ]
+
+
+def test_history_json_one_message_per_line(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "history", "--json") == 0
+    rows = jsonl(capsys.readouterr().out)
+    assert rows == [unstructure(m) for m in MESSAGES]
+    assert isinstance(rows[0], dict)
+    assert set(rows[0]) == {"id", "node-id", "name", "timestamp", "message", "vector-clock"}
+
+
+def test_times_are_local(daemon: FakeDaemon, capsys: Capture) -> None:
+    set_tz("IST-5:30")  # POSIX spelling of UTC+05:30; needs no tz database
+    assert run(daemon, "history") == 0
+    assert capsys.readouterr().out.splitlines()[0] == "12:38:01 alice: hello 1"
+
+
+def test_unusable_timestamps_are_shown_raw(daemon: FakeDaemon, capsys: Capture) -> None:
+    set_tz("EST5")  # west of UTC: year 1 would underflow when made local
+    odd = [
+        MessageView("x", "n", "eve", "0001-01-01T00:00:00Z", "old", {}),
+        MessageView("y", "n", "eve", "yesterday\x1b[K", "vague", {}),
+    ]
+    daemon.replies["history"] = lambda _: Answer([line(HistoryResponse(odd))])
+    assert run(daemon, "history") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "0001-01-01T00:00:00Z eve: old",
+        "yesterday\\x1b[K eve: vague",
+    ]
+
+
+def test_control_characters_are_made_visible(daemon: FakeDaemon, capsys: Capture) -> None:
+    hostile = message(1, name="ev\x1b[2Jil", text="a\x1b]0;pwned\x07b\nfake\tline\x9b\u202e")
+    daemon.replies["history"] = lambda _: Answer([line({"ok": True, "messages": [hostile]})])
+    assert run(daemon, "history") == 0
+    out = capsys.readouterr().out
+    assert out == "07:08:01 ev\\x1b[2Jil: a\\x1b]0;pwned\\x07b\\x0afake\tline\\x9b\\u202e\n"
+
+
+# -- status and who --
+
+
+def test_status_human(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "status") == 0
+    lines = capsys.readouterr().out.splitlines()
+    fields = dict(row.split(":", 1) for row in lines if not row.startswith(" "))
+    assert {k: v.strip() for k, v in fields.items()} == {
+        "node-id": STATUS.node_id,
+        "name": "bob",
+        "role": "member",
+        "coordinator": STATUS.coordinator,
+        "term": "4",
+        "address": "ws://127.0.0.1:9002",
+        "public-address": "ws://bob.example:9002",
+        "neighbours": "a1a1a1a1a1a1 c3c3c3c3c3c3",
+        "members": "3",
+        "messages": "3",
+        "vector-clock": "a1a1a1a1a1a1=2 b2b2b2b2b2b2=1",
+        "peers": "a1a1a1a1a1a1 alice (heard 0.2 s ago)",
+        "secure": "yes",
+    }
+    assert "                c3c3c3c3c3c3 carol (heard 1.5 s ago)" in lines
+    # Aligned: every value starts in the same column.
+    assert len({len(row) - len(row[16:].lstrip()) for row in lines}) == 1
+
+
+def test_status_json_is_one_status_object(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "status", "--json") == 0
+    assert jsonl(capsys.readouterr().out) == [unstructure(STATUS)]
+
+
+def test_who_table_marks_coordinator_and_self(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "who") == 0
+    assert [r["op"] for r in daemon.requests] == ["who", "status"]
+    assert capsys.readouterr().out.splitlines() == [
+        "  NODE-ID       NAME       ADDRESS",
+        "* a1a1a1a1a1a1  alice      ws://127.0.0.1:9001",
+        "  b2b2b2b2b2b2  bob (you)  ws://127.0.0.1:9002",
+        "  c3c3c3c3c3c3  carol      ws://127.0.0.1:9003",
+    ]
+
+
+def test_who_json_one_member_per_line(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "who", "--json") == 0
+    assert jsonl(capsys.readouterr().out) == [unstructure(m) for m in MEMBERS]
+
+
+def test_leave(daemon: FakeDaemon, capsys: Capture) -> None:
+    assert run(daemon, "leave") == 0
+    assert daemon.requests == [{"op": "leave"}]
+    assert capsys.readouterr() == ("", "")
+
+
+# -- errors and exit codes --
+
+
+@pytest.mark.parametrize(("code", "n"), [*ERROR_CODES.items(), ("from-the-future", 0)])
+def test_remote_errors_map_to_exit_codes(
+    daemon: FakeDaemon, capsys: Capture, code: str, n: int
+) -> None:
+    daemon.replies["status"] = lambda _: Answer([error_line(code, "it went wrong")])
+    assert run(daemon, "status") == 10 + n
+    assert capsys.readouterr() == ("", f"chatctl: it went wrong ({code})\n")
+
+
+def test_remote_error_message_cannot_drive_the_terminal(
+    daemon: FakeDaemon, capsys: Capture
+) -> None:
+    daemon.replies["who"] = lambda _: Answer([error_line("internal", "x\n\x1b[1Ay")])
+    assert run(daemon, "who") == 17
+    assert capsys.readouterr().err == "chatctl: x\\x0a\\x1b[1Ay (internal)\n"
+
+
+def test_no_daemon(sockdir: Path, capsys: Capture) -> None:
+    path = sockdir / "missing.sock"
+    assert main(["--socket", str(path), "status"]) == 69
+    assert capsys.readouterr() == ("", f"chatctl: no chatd at {path} (is it running?)\n")
+
+
+def test_stale_socket_file_is_no_daemon(sockdir: Path, capsys: Capture) -> None:
+    path = sockdir / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))  # bound, never listening: connect is refused
+        assert main(["--socket", str(path), "who"]) == 69
+    assert capsys.readouterr().err == f"chatctl: no chatd at {path} (is it running?)\n"
+
+
+def test_socket_from_environment(
+    daemon: FakeDaemon, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATD_SOCKET", str(daemon.path))
+    assert main(["leave"]) == 0
+    assert daemon.requests == [{"op": "leave"}]
+
+
+def test_timeout(daemon: FakeDaemon, capsys: Capture) -> None:
+    daemon.replies["status"] = lambda _: Answer([], hang=True)
+    assert run(daemon, "--timeout", "0.2", "status") == 75
+    assert capsys.readouterr().err == (
+        f"chatctl: no answer from chatd at {daemon.path} within 0.2 s\n"
+    )
+
+
+def test_connection_closed_mid_answer(daemon: FakeDaemon, capsys: Capture) -> None:
+    daemon.replies["history"] = lambda _: Answer([b'{"ok": true, "mess'], close=True)
+    assert run(daemon, "history") == 74
+    assert capsys.readouterr() == (
+        "",
+        f"chatctl: chatd at {daemon.path} closed the connection mid-answer\n",
+    )
+
+
+def test_connection_closed_without_answer(daemon: FakeDaemon, capsys: Capture) -> None:
+    daemon.replies["leave"] = lambda _: Answer([], close=True)
+    assert run(daemon, "leave") == 74
+    assert "closed the connection without answering" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "answer", [b"not json\n", b"[1]\n", b'{"ok": true, "status": {"name": 3}}\n']
+)
+def test_malformed_answer(daemon: FakeDaemon, capsys: Capture, answer: bytes) -> None:
+    daemon.replies["status"] = lambda _: Answer([answer])
+    assert run(daemon, "status") == 76
+    err = capsys.readouterr().err
+    assert err.startswith("chatctl: unexpected answer from chatd: ")
+    assert err.count("\n") == 1
+
+
+# -- usage --
+
+
+@pytest.mark.parametrize(
+    "argv", [[], ["send"], ["tail", "-n", "-1"], ["nope"], ["--timeout", "0", "who"]]
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: Capture) -> None:
+    assert main(argv) == 2
+    assert "usage: chatctl" in capsys.readouterr().err
+
+
+def test_help_documents_every_remote_error_code(capsys: Capture) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out == build_parser().format_help()
+    for code, n in ERROR_CODES.items():
+        assert f"{10 + n} {code}" in out
