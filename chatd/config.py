@@ -44,6 +44,8 @@ class Config:
 
 LAN = Config()
 # For tests in one process or on one machine: same rules, faster timers.
-TEST = evolve(LAN, heartbeat_interval=0.2, director_interval=0.5, join_timeout=2.0)
+TEST = evolve(
+    LAN, heartbeat_interval=0.2, director_interval=0.5, join_timeout=2.0, handshake_timeout=1.0
+)
 
 PROFILES = {"lan": LAN, "test": TEST}

@@ -67,6 +67,8 @@ class LineReader:
         """
         while True:
             end = self._buffer.find(b"\n")
+            if end > self._limit:  # a whole line arrived at once: still too large
+                raise DecodeError(f"request line over {self._limit} bytes")
             if end >= 0:
                 line = bytes(self._buffer[:end])
                 del self._buffer[: end + 1]

@@ -7,6 +7,8 @@ whose message is a single line naming the director and the cause.
 
 from __future__ import annotations
 
+import os
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -35,6 +37,10 @@ _MAX_ANSWER_BYTES = 64 * 1024
 class DirectorError(Exception):
     """The director could not be used; ``str()`` is one line saying why."""
 
+    def __init__(self, message: str) -> None:
+        # Parts of the message come from the network: keep it to one line.
+        super().__init__(" ".join(message.split()))
+
 
 def check_base_url(base_url: str) -> httpx.URL:
     """Parse a director URL (``http[s]://HOST[:PORT][/prefix]``); ``DirectorError`` if bad."""
@@ -46,6 +52,8 @@ def check_base_url(base_url: str) -> httpx.URL:
         raise DirectorError(f"invalid director URL {base_url!r}: the scheme must be http or https")
     if not url.host:
         raise DirectorError(f"invalid director URL {base_url!r}: no host")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise DirectorError(f"invalid director URL {base_url!r}: port {url.port} out of range")
     if url.query or url.fragment:
         raise DirectorError(f"invalid director URL {base_url!r}: no query or fragment allowed")
     return url
@@ -144,7 +152,7 @@ class DirectorClient:
                 f"{where} answered {method} {path} with over {_MAX_ANSWER_BYTES} bytes"
                 " (is the URL right?)"
             ) from None
-        return _Answer(method, path, response.status_code, response.reason_phrase, body)
+        return _Answer(method, path, response.status_code, body)
 
     def _expect_ok(self, answer: _Answer) -> None:
         if answer.status == 200:
@@ -158,7 +166,7 @@ class DirectorClient:
             detail = " (not a chat director's answer: is the URL right?)"
         raise DirectorError(
             f"director {self.base_url} answered {answer.method} {answer.path} with "
-            f"{answer.status} {(answer.reason or 'error').lower()}{detail}"
+            f"{answer.status} {_phrase(answer.status)}{detail}"
         )
 
     def _json(self, answer: _Answer) -> dict[str, Any]:
@@ -189,7 +197,6 @@ class _Answer:
     method: str
     path: str
     status: int
-    reason: str
     body: bytes
 
 
@@ -209,6 +216,14 @@ async def _read_capped(response: httpx.Response) -> bytes:
     return b"".join(chunks)
 
 
+def _phrase(status: int) -> str:
+    # From the code, not the wire: hypercorn sends an empty reason phrase.
+    try:
+        return HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return "error"
+
+
 def _error_code(body: dict[str, Any]) -> str | None:
     error = body.get("error")
     code = error.get("code") if isinstance(error, dict) else None
@@ -217,10 +232,18 @@ def _error_code(body: dict[str, Any]) -> str | None:
 
 def _cause(exc: BaseException) -> str:
     """The innermost OS error's text ("connection refused"), else the exception's own."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror.lower()
-        seen = seen.__cause__ or seen.__context__
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno:
+            return os.strerror(current.errno).lower()
+        # trio reports a failed connect as a group of per-address errors, under httpcore's.
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     text = str(exc).strip().splitlines()
-    return text[0].lower() if text else type(exc).__name__
+    return text[0] if text else type(exc).__name__

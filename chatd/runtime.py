@@ -308,12 +308,12 @@ class Runtime:
 
     def _director_down(self, error: str) -> None:
         if self.director_error != error:
-            self.log.warning("director.unreachable", error=error)
+            self.log.warning("director.failed", error=error)
         self.director_error = error
 
     def _director_up(self) -> None:
         if self.director_error is not None:
-            self.log.info("director.reachable")
+            self.log.info("director.recovered")
         self.director_error = None
 
     async def _leave(self) -> None:

@@ -117,9 +117,17 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 
 
+def _format_error(exc: BaseException, tp: Any) -> str:
+    # The strict hooks' TypeError says what was found ("expected int, got str"); cattrs's
+    # default names only the field's outer type ("expected dict" for {"a": "1"}).
+    if isinstance(exc, TypeError) and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, tp)
+
+
 def _describe(exc: Exception) -> str:
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format_error))
     return str(exc)
 
 
@@ -165,6 +173,6 @@ def decode_frame(data: bytes | str) -> Frame:
         raise DecodeError('a frame needs a string "type"')
     cls = FRAME_TYPES.get(kind)
     if cls is None:
-        raise DecodeError(f"unknown frame type {kind!r}")
+        raise DecodeError(f"unknown frame type {kind[:40]!r}")
     frame: Frame = structure(obj, cls)
     return frame

@@ -166,6 +166,6 @@ def decode_request(obj: Any) -> Request:
         raise DecodeError('a request needs a string "op"')
     cls = REQUEST_TYPES.get(op)
     if cls is None:
-        raise DecodeError(f"unknown op {op!r} (known: {', '.join(sorted(REQUEST_TYPES))})")
+        raise DecodeError(f"unknown op {op[:40]!r} (known: {', '.join(sorted(REQUEST_TYPES))})")
     body = {k: v for k, v in obj.items() if k != "op"}
     return structure(body, cls)

@@ -1,0 +1,283 @@
+"""The director's HTTP face: a raw ASGI 3 application over a ``Registry``.
+
+hypercorn parses HTTP; this module only routes by method and path, reads bodies under a
+cap, checks the ``X-Chat-Proof`` header when a secret is set, and turns registry answers
+into JSON. Errors are ``{"ok": false, "error": {"code", "message"}}``. Each request is
+logged as one event with its outcome; bodies are never logged. The director never sees
+chat text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import orjson
+import trio
+
+from chatd.auth import PROOF_HEADER, director_proof, proofs_match
+from chatd.log import get_logger
+from chatd.wire import (
+    CoordinatorRecord,
+    DecodeError,
+    NodeRegistration,
+    Unregistration,
+    decode_json,
+    structure,
+    unstructure,
+)
+from director.registry import Accepted, Registry
+
+MAX_BODY_BYTES = 64 * 1024
+
+T = TypeVar("T")
+
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Any], Awaitable[None]]
+# A route: (scope, body, bound logger) -> response; raises HTTPError to refuse.
+Handler = Callable[[Scope, bytes, Any], "Response"]
+
+
+class HTTPError(Exception):
+    """Ends a request with ``status`` and an error body; logged as a refusal."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers, self.extra = headers, extra
+
+
+@attrs.frozen
+class Response:
+    status: int
+    body: Any
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+@attrs.define
+class DirectorApp:
+    """ASGI application; ``clock`` gives ``now`` to the registry (trio's clock by default)."""
+
+    registry: Registry
+    secret: bytes | None
+    clock: Callable[[], float] = trio.current_time
+    _log: Any = attrs.field(factory=lambda: get_logger(component="director"), init=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = scope["method"], scope["path"]
+        # Paths come from anyone: log a bounded prefix only.
+        log = self._log.bind(method=method, path=path[:100], client=_client(scope))
+        try:
+            handler = self._route(method, path)
+            body = await _read_body(scope, receive) if method == "POST" else b""
+            if method == "POST":
+                self._check_proof(scope, body)
+            expired = self.registry.expire(self.clock())
+            if expired is not None:
+                log.info("director.coordinator.expired", **_fields(expired))
+            response = handler(scope, body, log)
+        except HTTPError as exc:
+            # Bad input deserves an operator's eye; 404/405/409/503 are routine answers.
+            level = "warning" if exc.status in (400, 403, 413) else "info"
+            getattr(log, level)(
+                "director.request.refused",
+                status=exc.status,
+                reason=exc.code,
+                detail=exc.message[:200],
+            )
+            error = {"code": exc.code, "message": exc.message}
+            answer = {"ok": False, "error": error, **exc.extra}
+            response = Response(exc.status, answer, exc.headers)
+        except _Disconnected:
+            log.info("director.request.abandoned")
+            return
+        except Exception:
+            # A bug: answer 500 and keep serving (the body is never bound to the logger).
+            log.exception("director.request.failed")
+            error = {"code": "internal", "message": "internal error (logged)"}
+            response = Response(500, {"ok": False, "error": error})
+        await _respond(send, response)
+
+    def _route(self, method: str, path: str) -> Handler:
+        routes: dict[str, dict[str, Handler]] = {
+            "/": {"GET": self._get_coordinator},
+            "/healthz": {"GET": self._healthz},
+            "/register_coordinator": {"POST": self._register_coordinator},
+            "/register_node": {"POST": self._register_node},
+            "/unregister_coordinator": {"POST": self._unregister},
+        }
+        methods = routes.get(path)
+        if methods is None:
+            raise HTTPError(404, "not-found", f"no such endpoint: {path[:100]}")
+        handler = methods.get(method)
+        if handler is None:
+            allowed = ", ".join(methods)
+            raise HTTPError(
+                405,
+                "method-not-allowed",
+                f"{path} accepts {allowed}",
+                headers=((b"allow", allowed.encode()),),
+            )
+        return handler
+
+    def _check_proof(self, scope: Scope, body: bytes) -> None:
+        if self.secret is None:
+            return
+        given = _header(scope, PROOF_HEADER.lower().encode())
+        if given is None:
+            raise HTTPError(403, "forbidden", f"missing {PROOF_HEADER} header")
+        if not proofs_match(director_proof(self.secret, body), given.decode("latin-1")):
+            raise HTTPError(403, "forbidden", f"wrong {PROOF_HEADER}: not signed with the secret")
+
+    def _healthz(self, scope: Scope, body: bytes, log: Any) -> Response:
+        log.debug("director.health.checked")
+        return Response(200, {"ok": True})
+
+    def _get_coordinator(self, scope: Scope, body: bytes, log: Any) -> Response:
+        record = self.registry.coordinator()
+        if record is None:
+            raise HTTPError(503, "no-coordinator", "no discussion is running: no coordinator known")
+        wants_json = _accepts_json(_header(scope, b"accept") or b"")
+        log.info("director.coordinator.served", redirect=not wants_json, **_fields(record))
+        if wants_json:
+            return Response(200, record)
+        location = record.public_address.encode("latin-1", "replace")
+        return Response(307, record, headers=((b"location", location),))
+
+    def _register_coordinator(self, scope: Scope, body: bytes, log: Any) -> Response:
+        record = _decode(body, CoordinatorRecord)
+        was_provisional = self.registry.provisional
+        outcome = self.registry.register_coordinator(record, self.clock())
+        if not isinstance(outcome, Accepted):
+            raise HTTPError(
+                409,
+                "refused",
+                f"{outcome.reason}: node {outcome.current.node_id} "
+                f"coordinates term {outcome.current.term}",
+                coordinator=unstructure(outcome.current),
+            )
+        previous = outcome.previous
+        if previous is not None and previous.node_id == record.node_id and not was_provisional:
+            # A heartbeat: routine, so below the operator's default level.
+            log.debug("director.coordinator.refreshed", **_fields(record))
+        else:
+            replaced = None if previous is None else previous.node_id
+            log.info("director.coordinator.registered", replaced=replaced, **_fields(record))
+        return Response(200, {"ok": True, "coordinator": record})
+
+    def _register_node(self, scope: Scope, body: bytes, log: Any) -> Response:
+        reg = _decode(body, NodeRegistration)
+        advice = self.registry.register_node(reg, self.clock())
+        target = advice.coordinator.node_id if advice.coordinator else None
+        log.info(
+            "director.node.advised",
+            **{"node-id": reg.node_id},
+            action=advice.action,
+            term=advice.term,
+            coordinator=target,
+        )
+        return Response(200, advice)
+
+    def _unregister(self, scope: Scope, body: bytes, log: Any) -> Response:
+        u = _decode(body, Unregistration)
+        forgotten = self.registry.unregister(u)
+        log.info(
+            "director.coordinator.unregistered",
+            **{"node-id": u.node_id},
+            term=u.term,
+            forgotten=forgotten,
+        )
+        return Response(200, {"ok": True, "forgotten": forgotten})
+
+
+class _Disconnected(Exception):
+    """The client went away before sending its whole body."""
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # Nothing to set up or tear down; answering keeps hypercorn from warning.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    """The request body; 413 as soon as it exceeds the cap, whatever Content-Length says."""
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPError(413, "too-large", f"body of {int(declared)} bytes (limit {MAX_BODY_BYTES})")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HTTPError(413, "too-large", f"body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _decode(body: bytes, cls: type[T]) -> T:
+    try:
+        return structure(decode_json(body, limit=MAX_BODY_BYTES), cls)
+    except DecodeError as exc:
+        raise HTTPError(400, "bad-request", str(exc)) from None
+
+
+async def _respond(send: Send, response: Response) -> None:
+    payload = orjson.dumps(unstructure(response.body))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"cache-control", b"no-store"),
+        *response.headers,
+    ]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def _accepts_json(accept: bytes) -> bool:
+    types = (part.split(b";")[0].strip().lower() for part in accept.split(b","))
+    return b"application/json" in types
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
+
+
+def _fields(record: CoordinatorRecord) -> dict[str, Any]:
+    return {"node-id": record.node_id, "term": record.term, "public-address": record.public_address}

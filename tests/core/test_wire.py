@@ -1,0 +1,389 @@
+"""The wire schema, pinned by golden JSON, and the strict decoder: bad input of any kind is a
+``DecodeError`` with a reason, never another exception."""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Any
+
+import attrs
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatd.wire import (
+    FRAME_TYPES,
+    MAX_FRAME_BYTES,
+    Auth,
+    CoordinatorRecord,
+    DecodeError,
+    Discussion,
+    DiscussionRequest,
+    Election,
+    ErrorBody,
+    ErrorResponse,
+    Frame,
+    Heartbeat,
+    Hello,
+    HistoryRequest,
+    HistoryResponse,
+    Join,
+    JoinAdvice,
+    Leave,
+    LeaveRequest,
+    MemberRecord,
+    Message,
+    MessageView,
+    NodeRegistration,
+    Nodes,
+    OkResponse,
+    PeerView,
+    Request,
+    SendRequest,
+    SendResponse,
+    Status,
+    StatusRequest,
+    StatusResponse,
+    TailRequest,
+    Unregistration,
+    UpdateCoordinator,
+    Vote,
+    WhoRequest,
+    WhoResponse,
+    decode_frame,
+    decode_json,
+    decode_request,
+    encode,
+    encode_frame,
+    structure,
+    unstructure,
+)
+
+MEMBER = MemberRecord("n1", "alice", "ws://10.0.0.1:9000", "ws://alice.example:9000", 2)
+MEMBER_JSON = (
+    '{"node-id":"n1","name":"alice","address":"ws://10.0.0.1:9000",'
+    '"public-address":"ws://alice.example:9000","priority":2}'
+)
+# A clock key with an underscore: node-ids are data and must never be renamed.
+MESSAGE = Message(
+    "id-1", "n1", "alice", "2024-01-01T00:00:00Z", "héllo", {"n1": 2, "n_2": 1}, "PK", "SIG"
+)
+MESSAGE_BODY = (
+    '"id":"id-1","node-id":"n1","name":"alice","timestamp":"2024-01-01T00:00:00Z",'
+    '"message":"héllo","vector-clock":{"n1":2,"n_2":1}'
+)
+MESSAGE_JSON = "{" + MESSAGE_BODY + ',"public-key":"PK","signature":"SIG"}'
+VIEW_JSON = "{" + MESSAGE_BODY + "}"
+RECORD = CoordinatorRecord("n1", "ws://10.0.0.1:9000", "ws://alice.example:9000", 3)
+RECORD_JSON = (
+    '{"node-id":"n1","address":"ws://10.0.0.1:9000",'
+    '"public-address":"ws://alice.example:9000","term":3}'
+)
+
+GOLDEN_FRAMES: list[tuple[Frame, str]] = [
+    (
+        Hello(
+            1, "n1", "alice", "ws://10.0.0.1:9000", "ws://a.example:9000", 2, 3, "no", "PK", True
+        ),
+        '{"type":"hello","protocol-version":1,"node-id":"n1","name":"alice",'
+        '"address":"ws://10.0.0.1:9000","public-address":"ws://a.example:9000","priority":2,'
+        '"term":3,"nonce":"no","public-key":"PK","secure":true}',
+    ),
+    (Auth("proof", "sig"), '{"type":"auth","proof":"proof","signature":"sig"}'),
+    (MESSAGE, '{"type":"message",' + MESSAGE_JSON[1:]),
+    (Join(), '{"type":"join"}'),
+    (Leave("n1", 3), '{"type":"leave","node-id":"n1","term":3}'),
+    (Election("n1", 3), '{"type":"election","node-id":"n1","term":3}'),
+    (Vote(True, 3, "n2"), '{"type":"vote","ok":true,"term":3,"node-id":"n2"}'),
+    (UpdateCoordinator("n2", 4), '{"type":"update-coordinator","coordinator":"n2","term":4}'),
+    (
+        Nodes([MEMBER], {"n1": [], "n_2": ["n1"]}, 3, "n1"),
+        '{"type":"nodes","node":[' + MEMBER_JSON + '],"neighbours":{"n1":[],"n_2":["n1"]},'
+        '"term":3,"coordinator":"n1"}',
+    ),
+    (DiscussionRequest({"n1": 1}), '{"type":"discussion-request","vector-clock":{"n1":1}}'),
+    (Discussion([MESSAGE]), '{"type":"discussion","messages":[' + MESSAGE_JSON + "]}"),
+    (
+        Heartbeat("n1", 3, {"n1": 2}),
+        '{"type":"heartbeat","node-id":"n1","term":3,"digest":{"n1":2}}',
+    ),
+]
+
+GOLDEN_REQUESTS: list[tuple[Request, str]] = [
+    (SendRequest("hi"), '{"op":"send","text":"hi"}'),
+    (TailRequest(True, 5), '{"op":"tail","follow":true,"last":5}'),
+    (HistoryRequest(), '{"op":"history"}'),
+    (StatusRequest(), '{"op":"status"}'),
+    (WhoRequest(), '{"op":"who"}'),
+    (LeaveRequest(), '{"op":"leave"}'),
+]
+
+STATUS = Status(
+    "n1",
+    "alice",
+    "ws://10.0.0.1:9000",
+    "ws://alice.example:9000",
+    "coordinator",
+    "n1",
+    3,
+    [MEMBER],
+    ["n2"],
+    {"n1": 2},
+    1,
+    [PeerView("n2", "bob", 0.5)],
+    "http://127.0.0.1:8700",
+    True,
+)
+STATUS_JSON = (
+    '{"node-id":"n1","name":"alice","address":"ws://10.0.0.1:9000",'
+    '"public-address":"ws://alice.example:9000","role":"coordinator","coordinator":"n1",'
+    '"term":3,"members":[' + MEMBER_JSON + '],"neighbours":["n2"],"vector-clock":{"n1":2},'
+    '"messages":1,"peers":[{"node-id":"n2","name":"bob","last-heard":0.5}],'
+    '"director":"http://127.0.0.1:8700","secure":true}'
+)
+
+GOLDEN_BODIES: list[tuple[Any, str]] = [
+    # Control responses.
+    (OkResponse(), '{"ok":true}'),
+    (
+        ErrorResponse(ErrorBody("bad-request", "unknown op")),
+        '{"error":{"code":"bad-request","message":"unknown op"},"ok":false}',
+    ),
+    (SendResponse(MessageView.of(MESSAGE)), '{"message":' + VIEW_JSON + ',"ok":true}'),
+    (HistoryResponse([MessageView.of(MESSAGE)]), '{"messages":[' + VIEW_JSON + '],"ok":true}'),
+    (StatusResponse(STATUS), '{"status":' + STATUS_JSON + ',"ok":true}'),
+    (WhoResponse([MEMBER]), '{"members":[' + MEMBER_JSON + '],"ok":true}'),
+    # Director bodies.
+    (RECORD, RECORD_JSON),
+    (
+        NodeRegistration("n2", "ws://10.0.0.2:9000", "ws://bob.example:9000"),
+        '{"node-id":"n2","address":"ws://10.0.0.2:9000","public-address":"ws://bob.example:9000"}',
+    ),
+    (JoinAdvice("join", RECORD, 3), '{"action":"join","coordinator":' + RECORD_JSON + ',"term":3}'),
+    (JoinAdvice("start"), '{"action":"start","coordinator":null,"term":0}'),
+    (Unregistration("n1", 3), '{"node-id":"n1","term":3}'),
+]
+
+
+# Golden JSON --------------------------------------------------------------------------------
+
+
+def test_every_frame_type_has_a_golden() -> None:
+    assert [type(frame) for frame, _ in GOLDEN_FRAMES] == list(FRAME_TYPES.values())
+
+
+@pytest.mark.parametrize(("frame", "golden"), GOLDEN_FRAMES, ids=lambda v: getattr(v, "TYPE", ""))
+def test_frame_golden_json(frame: Frame, golden: str) -> None:
+    assert encode_frame(frame).decode() == golden
+    assert decode_frame(golden.encode()) == frame
+    assert decode_frame(golden) == frame
+
+
+@pytest.mark.parametrize(
+    ("request_", "golden"), GOLDEN_REQUESTS, ids=lambda v: getattr(v, "OP", "")
+)
+def test_request_golden_json(request_: Request, golden: str) -> None:
+    # Written the way chatctl writes a request: the op first, then the body.
+    assert encode({"op": request_.OP, **unstructure(request_)}).decode() == golden
+    assert decode_request(decode_json(golden)) == request_
+
+
+@pytest.mark.parametrize(("body", "golden"), GOLDEN_BODIES, ids=lambda v: type(v).__name__)
+def test_response_and_director_golden_json(body: Any, golden: str) -> None:
+    assert encode(body).decode() == golden
+    assert structure(decode_json(golden), type(body)) == body
+
+
+def test_request_defaults_apply_when_fields_are_left_out() -> None:
+    assert decode_request({"op": "tail"}) == TailRequest(follow=False, last=10)
+
+
+# Bad frames ---------------------------------------------------------------------------------
+
+HEARTBEAT = {"type": "heartbeat", "node-id": "n1", "term": 3, "digest": {"n1": 2}}
+
+
+def with_(**changes: Any) -> bytes:
+    body = {**HEARTBEAT, **{k.replace("_", "-"): v for k, v in changes.items()}}
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+BAD_FRAMES: list[tuple[str, bytes, str]] = [
+    ("malformed", b'{"type": "join"', "not valid JSON"),
+    ("empty", b"", "not valid JSON"),
+    ("not utf-8", b'{"type": "join", "x": "\xff"}', "not valid JSON"),
+    ("array", b'["join"]', "must be a JSON object"),
+    ("string", b'"join"', "must be a JSON object"),
+    ("no type", b'{"node-id": "n1"}', '"type"'),
+    ("type not a string", b'{"type": 1}', '"type"'),
+    ("unknown type", b'{"type": "gossip"}', "unknown frame type 'gossip'"),
+    ("missing field", with_(digest=...), "required field missing @ $.digest"),
+    ("extra field", with_(extra=1), "extra fields found (extra)"),
+    ("null for str", with_(node_id=None), "expected str, got NoneType"),
+    ("true for int", with_(term=True), "expected int, got bool"),
+    ('"1" for int', with_(term="1"), "expected int, got str"),
+    ("float for int", with_(term=1.0), "expected int, got float"),
+    ("list for clock", with_(digest=[1, 2]), "expected object, got list"),
+    ("string for clock", with_(digest="n1"), "expected object, got str"),
+    ("str count in clock", with_(digest={"n1": "2"}), "expected int, got str"),
+    ("null count in clock", with_(digest={"n1": None}), "expected int, got NoneType"),
+    ("string for list", b'{"type": "discussion", "messages": "abc"}', "expected list, got str"),
+    ("null in list", b'{"type": "discussion", "messages": [null]}', "expected object"),
+    ("int for bool", b'{"type": "vote", "ok": 1, "term": 1}', "expected bool, got int"),
+    ("NaN", b'{"type": "vote", "ok": true, "term": NaN}', "not valid JSON"),
+    ("Infinity", b'{"type": "vote", "ok": true, "term": Infinity}', "not valid JSON"),
+    (
+        "deep nesting",
+        b'{"type": "join", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+        "not valid JSON",
+    ),
+    ("huge integer", with_(term=10**30), "invalid Heartbeat: expected int"),
+    ("enormous integer", with_(term=10**400), "not valid JSON"),
+    ("lone surrogate", with_(node_id="\ud800"), "not valid JSON"),
+    ("too large", with_(node_id="x" * MAX_FRAME_BYTES), "too large"),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"), [c[1:] for c in BAD_FRAMES], ids=[c[0] for c in BAD_FRAMES]
+)
+def test_bad_frames_raise_decode_error_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_frame(data)
+    assert reason in str(caught.value)
+
+
+def test_the_lone_surrogate_case_really_is_one() -> None:
+    assert b'"\\ud800"' in with_(node_id="\ud800")
+    with pytest.raises(DecodeError):
+        decode_frame('{"type": "leave", "node-id": "\\udc00", "term": 1}')
+
+
+def test_size_limit_is_checked_before_parsing() -> None:
+    at_limit = with_(node_id="x" * (MAX_FRAME_BYTES - len(with_(node_id=""))))
+    assert len(at_limit) == MAX_FRAME_BYTES
+    assert isinstance(decode_frame(at_limit), Heartbeat)
+    with pytest.raises(DecodeError, match="too large"):
+        decode_frame(b" " * (MAX_FRAME_BYTES + 1))
+
+
+# Bad control requests ------------------------------------------------------------------------
+
+BAD_REQUESTS: list[tuple[Any, str]] = [
+    ([], "must be a JSON object"),
+    ("send", "must be a JSON object"),
+    ({}, '"op"'),
+    ({"op": None}, '"op"'),
+    ({"op": "explode"}, "unknown op 'explode'"),
+    ({"op": "send"}, "required field missing @ $.text"),
+    ({"op": "send", "text": None}, "expected str"),
+    ({"op": "send", "text": ["hi"]}, "expected str"),
+    ({"op": "send", "text": "hi", "to": "bob"}, "extra fields found (to)"),
+    ({"op": "tail", "last": "5"}, "expected int"),
+    ({"op": "tail", "follow": 1}, "expected bool"),
+    ({"op": "history", "all": True}, "extra fields"),
+]
+
+
+@pytest.mark.parametrize(("obj", "reason"), BAD_REQUESTS, ids=[repr(c[0]) for c in BAD_REQUESTS])
+def test_bad_requests_raise_decode_error_with_a_reason(obj: Any, reason: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_request(obj)
+    assert reason in str(caught.value)
+
+
+# Fuzzing -------------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def wire_names(cls: type) -> list[str]:
+    return [a.name.replace("_", "-") for a in attrs.fields(cls)]
+
+
+@st.composite
+def frame_shaped(draw: st.DrawFn) -> dict[str, Any]:
+    """An object with a real frame type and some of its real field names, any values."""
+    kind = draw(st.sampled_from(sorted(FRAME_TYPES)))
+    names = wire_names(FRAME_TYPES[kind])
+    body = draw(st.dictionaries(st.sampled_from(names or ["x"]), json_values))
+    return {"type": kind, **body}
+
+
+def only_decode_errors(data: bytes | str) -> None:
+    try:
+        frame = decode_frame(data)
+    except DecodeError as exc:
+        assert str(exc)
+    else:
+        assert type(frame) in FRAME_TYPES.values()
+        # Whatever was accepted re-encodes to something that decodes the same.
+        assert decode_frame(encode_frame(frame)) == frame
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
+    only_decode_errors(data)
+
+
+@given(json_values | frame_shaped())
+def test_arbitrary_json_decodes_or_raises_decode_error(value: Any) -> None:
+    only_decode_errors(json.dumps(value))  # stdlib json: may write NaN, big ints, surrogates
+
+
+request_shaped = st.builds(
+    lambda op, body: {"op": op, **body},
+    st.sampled_from(["send", "tail", "history", "status", "who", "leave", "nope"]),
+    st.dictionaries(st.sampled_from(["text", "follow", "last", "extra"]), json_values),
+)
+
+
+@given(json_values | request_shaped)
+def test_arbitrary_requests_decode_or_raise_decode_error(value: Any) -> None:
+    try:
+        request = decode_request(value)
+    except DecodeError as exc:
+        assert str(exc)
+    else:
+        assert decode_request({"op": request.OP, **unstructure(request)}) == request
+
+
+# Round trip of random well-typed frames ----------------------------------------------------
+
+
+def values_of(tp: Any) -> st.SearchStrategy[Any]:
+    """Well-typed values for a field type of the wire classes."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is str:
+        return st.text(max_size=12)
+    if tp is bool:
+        return st.booleans()
+    if tp is int:
+        return st.integers(-(2**63), 2**63 - 1)
+    if origin is list:
+        return st.lists(values_of(args[0]), max_size=3)
+    if origin is dict:
+        return st.dictionaries(values_of(args[0]), values_of(args[1]), max_size=3)
+    if attrs.has(tp):
+        return instances_of(tp)
+    raise AssertionError(f"no strategy for {tp!r}")
+
+
+def instances_of(cls: type) -> st.SearchStrategy[Any]:
+    hints = typing.get_type_hints(cls)
+    return st.builds(cls, **{a.name: values_of(hints[a.name]) for a in attrs.fields(cls)})
+
+
+@given(st.sampled_from(list(FRAME_TYPES.values())).flatmap(instances_of))
+def test_every_well_typed_frame_round_trips(frame: Frame) -> None:
+    data = encode_frame(frame)
+    assert decode_frame(data) == frame
+    assert orjson.loads(data)["type"] == frame.TYPE

@@ -1,0 +1,30 @@
+"""A real director (hypercorn on 127.0.0.1, port 0) inside the test's own trio run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import trio
+
+from director.app import DirectorApp
+from director.registry import Registry
+from director.serve import serve_director
+
+
+@asynccontextmanager
+async def open_director(
+    secret: bytes | None = None, registry: Registry | None = None
+) -> AsyncIterator[str]:
+    """Yield the base URL of a director that accepts connections; stop it on exit."""
+    app = DirectorApp(registry or Registry(), secret)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        url: str = await nursery.start(
+            partial(serve_director, app, "127.0.0.1", 0, shutdown_trigger=stop.wait)
+        )
+        try:
+            yield url
+        finally:
+            stop.set()

@@ -1,0 +1,149 @@
+"""DirectorClient against a real director served by hypercorn in-process, and against
+things that are not a director."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from chatd.director_client import DirectorClient, DirectorError
+from chatd.wire import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
+from tests.director.support import open_director
+
+SECRET = b"0123456789abcdef-director-tests"
+
+
+def node(name: str) -> NodeRegistration:
+    return NodeRegistration(node_id=name, address=f"ws://{name}:1", public_address=f"ws://{name}")
+
+
+def record(name: str, term: int) -> CoordinatorRecord:
+    return CoordinatorRecord(
+        node_id=name, address=f"ws://{name}:1", public_address=f"ws://{name}", term=term
+    )
+
+
+async def test_round_trip_with_secret() -> None:
+    with trio.fail_after(10):
+        async with open_director(SECRET) as url, DirectorClient(url, SECRET, 5) as client:
+            assert await client.healthy()
+            assert await client.coordinator() is None
+            assert await client.register_node(node("a")) == JoinAdvice(action="start", term=1)
+            assert await client.register_node(node("b")) == JoinAdvice(
+                action="join", coordinator=record("a", 1)
+            )
+            assert await client.register_coordinator(record("a", 1))
+            assert not await client.register_coordinator(record("b", 1))
+            assert await client.coordinator() == record("a", 1)
+            assert not await client.unregister(Unregistration(node_id="b", term=1))
+            assert await client.unregister(Unregistration(node_id="a", term=1))
+            assert await client.coordinator() is None
+
+
+async def test_missing_or_wrong_secret_is_a_clear_error() -> None:
+    with trio.fail_after(10):
+        async with open_director(SECRET) as url:
+            for secret in (None, b"not the right secret at all"):
+                async with DirectorClient(url, secret, 5) as client:
+                    with pytest.raises(DirectorError) as info:
+                        await client.register_node(node("a"))
+                    message = str(info.value)
+                    assert message.startswith(f"director {url} answered POST /register_node")
+                    assert "403 forbidden" in message and "X-Chat-Proof" in message
+                    assert "\n" not in message
+
+
+async def test_nothing_listening_is_unreachable() -> None:
+    with trio.fail_after(10):
+        # Bound but not listening: connecting is refused, and no one else can take the port.
+        with socket.socket() as placeholder:
+            placeholder.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{placeholder.getsockname()[1]}"
+            async with DirectorClient(url, None, 5) as client:
+                with pytest.raises(DirectorError) as info:
+                    await client.register_node(node("a"))
+                assert str(info.value) == f"director {url} unreachable: connection refused"
+                assert not await client.healthy()
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("ftp://127.0.0.1:8700", "scheme must be http or https"),
+        ("127.0.0.1:8700", "scheme must be http or https"),
+        ("http://", "no host"),
+        ("http://127.0.0.1:99999", "invalid director URL"),
+        ("http://127.0.0.1:8700/?x=1", "no query"),
+    ],
+)
+def test_bad_urls_are_refused_up_front(url: str, why: str) -> None:
+    # Synchronous (no I/O at all), hence no deadline.
+    with pytest.raises(DirectorError, match="invalid director URL") as info:
+        DirectorClient(url, None, 5)
+    assert why in str(info.value)
+
+
+async def test_wrong_path_prefix_is_a_clear_error() -> None:
+    with trio.fail_after(10):
+        async with open_director() as url, DirectorClient(url + "/chat", None, 5) as client:
+            with pytest.raises(DirectorError, match="404 not found: no such endpoint"):
+                await client.register_node(node("a"))
+
+
+Handler = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+@asynccontextmanager
+async def open_server(app: Handler) -> AsyncIterator[str]:
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(
+            partial(serve, app, config, shutdown_trigger=stop.wait, mode="asgi")
+        )
+        try:
+            yield binds[0]
+        finally:
+            stop.set()
+
+
+async def html_page(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        raise RuntimeError("no lifespan support")  # hypercorn carries on without it
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"<html>hello</html>"})
+
+
+async def test_not_a_director_is_a_clear_error() -> None:
+    with trio.fail_after(10):
+        async with open_server(html_page) as url, DirectorClient(url, None, 5) as client:
+            with pytest.raises(DirectorError, match="not valid JSON") as info:
+                await client.register_node(node("a"))
+            assert str(info.value).startswith(f"director {url} answered POST /register_node")
+            assert not await client.healthy()
+
+
+async def test_silent_server_times_out() -> None:
+    async def never_answer(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                partial(trio.serve_tcp, never_answer, 0, host="127.0.0.1")
+            )
+            port = listeners[0].socket.getsockname()[1]
+            async with DirectorClient(f"http://127.0.0.1:{port}", None, 0.2) as client:
+                with pytest.raises(DirectorError, match=r"timed out after 0\.2s"):
+                    await client.register_node(node("a"))
+            nursery.cancel_scope.cancel()

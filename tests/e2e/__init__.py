@@ -1,0 +1,1 @@
+"""End-to-end tests: the real director, chatd and chatctl processes."""

@@ -1,0 +1,32 @@
+"""The README's first command, as far as a test can take it: the demo's scripted exchange."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_runs_the_exchange_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "chatd.demo", "--script-only"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any("alice: Hi both." in line for line in lines)
+    assert any("bob: So once the last of us leaves" in line for line in lines)
+    assert any("carol: Exactly." in line for line in lines)
+    assert sum("chatctl --socket" in line for line in lines) >= 3
+    assert list(tmp_path.iterdir()) == [], "the demo left files behind"
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert leftovers.stdout == "", "the demo left processes behind"
