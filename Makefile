@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint venv clean
 
 demo: $(STAMP)
-	$(BIN)/python -m chatd.demo
+	$(BIN)/python -m chatd.demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check chatd chatctl director tests
