@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import uuid
 from collections.abc import Mapping
 
 import orjson
@@ -56,8 +57,20 @@ class Identity:
         return base64.b64encode(self.private_key.sign(data)).decode()
 
     def sign(
-        self, id: str, name: str, timestamp: str, text: str, clock: Mapping[str, int]
+        self,
+        name: str,
+        timestamp: str,
+        text: str,
+        clock: Mapping[str, int],
+        *,
+        id: str | None = None,
     ) -> Message:
+        """A signed message; its id is derived from its origin and sequence number.
+
+        ``id`` overrides that, for tests of what a node does with a bad one.
+        """
+        if id is None:
+            id = message_id(self.node_id, clock.get(self.node_id, 0))
         payload = _signed_bytes(id, self.node_id, name, timestamp, text, clock)
         signature = self.sign_bytes(payload)
         return Message(
@@ -70,6 +83,15 @@ class Identity:
             public_key=self.public_key,
             signature=signature,
         )
+
+
+# Message ids are UUIDs derived from (origin, sequence number): an id names one message of
+# one origin, so no node can make a message that shadows another origin's id.
+_MESSAGE_ID_NAMESPACE = uuid.UUID("1d7e5b38-3c8a-4f3e-9a55-6d0f7c2b9e41")
+
+
+def message_id(node_id: str, seq: int) -> str:
+    return str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, f"{node_id}/{seq}"))
 
 
 def key_matches_id(public_key: str, node_id: str) -> bool:

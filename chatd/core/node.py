@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import random
-import uuid
 from typing import Any
 
 from attrs import frozen
@@ -285,10 +284,9 @@ class Node:
             )
         if not text.strip():
             raise NodeError("bad-request", "text is empty")
-        message_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         clock = dict(self.buffer.delivered)
         clock[self.node_id] = clock.get(self.node_id, 0) + 1
-        message = self.identity.sign(message_id, self.me.name, timestamp, text, clock)
+        message = self.identity.sign(self.me.name, timestamp, text, clock)
         effects = self._accept(message, source=None)
         self.log.info("message.sent", id=message.id, length=size)
         return message, effects
@@ -372,6 +370,8 @@ class Node:
             return "vector clock does not count the origin or has a negative entry"
         if not identity.verify(message):
             return "signature does not match node-id"
+        if message.id != identity.message_id(message.node_id, clock[message.node_id]):
+            return "id is not derived from its origin and sequence number"
         if self.buffer.is_stale(message):
             return "sequence number already used by its origin"
         return None
