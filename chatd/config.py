@@ -9,13 +9,19 @@ from chatd.wire import MAX_FRAME_BYTES, MAX_TEXT_BYTES
 
 @frozen
 class Config:
-    # Anti-entropy: every interval a node sends its delivered clock to each peer it is
-    # linked to; a peer that is behind asks for what it misses. Bounds how long a message
-    # lost in flight stays missing.
-    heartbeat_interval: float = 1.0
+    # Every interval a node sends a heartbeat to each peer it is linked to: liveness, and
+    # its delivered clock for anti-entropy (a peer that is behind asks for what it misses).
+    heartbeat_interval: float = 0.1
+    # A coordinator (or, for the coordinator, a member) not heard from for this long is
+    # taken for dead: 7 missed heartbeats, so one slow scheduling round is not a failure.
+    failure_timeout: float = 0.75
+    # A candidate waits this long for a higher node's vote before it takes over.
+    election_timeout: float = 0.2
+    # After a higher node voted, wait this long for its announcement, then elect again.
+    announce_timeout: float = 0.75
     # The coordinator re-registers with the director this often (the seed: "every few
     # seconds"); a restarted director learns the coordinator within one interval.
-    director_interval: float = 2.0
+    director_interval: float = 1.0
     # Timeout of one HTTP call to the director.
     director_timeout: float = 3.0
     # Groups up to this size are a full mesh; larger ones a ring with chords.
@@ -42,10 +48,18 @@ class Config:
     tail_queue_messages: int = 10_000
 
 
+# Defaults: a crashed coordinator is replaced in about one second on a LAN.
 LAN = Config()
-# For tests in one process or on one machine: same rules, faster timers.
+# For in-process clusters under a virtual clock: same rules, faster timers.
 TEST = evolve(
-    LAN, heartbeat_interval=0.2, director_interval=0.5, join_timeout=2.0, handshake_timeout=1.0
+    LAN,
+    heartbeat_interval=0.05,
+    failure_timeout=0.3,
+    election_timeout=0.1,
+    announce_timeout=0.3,
+    director_interval=0.5,
+    join_timeout=2.0,
+    handshake_timeout=1.0,
 )
 
 PROFILES = {"lan": LAN, "test": TEST}

@@ -5,12 +5,23 @@ Events are method calls (``peer_connected``, ``frame_received``, ``send_text``, 
 never blocks, never reads a clock and never touches a socket.
 
 Rules:
-- Roles: ``joining`` → ``member`` (on the coordinator's ``nodes``) or ``coordinator`` (on
-  ``start_discussion`` or a hand-over); any role → ``leaving`` (on ``leave``), which is final.
-- Terms only grow. ``nodes`` is taken only from the coordinator it names, for a term at
-  least ours; ``update-coordinator`` only for a newer term, from the current coordinator.
-- Only the coordinator admits (``join``) and removes (``leave``) members, and after every
-  change it sends ``nodes`` to every member it is linked to.
+- Roles: ``joining`` → ``member`` (on the coordinator's ``nodes`` listing it) or
+  ``coordinator`` (on ``start_discussion``, a hand-over or an election won);
+  ``coordinator`` → ``member`` when a claim of a newer term (or of the same term by a
+  higher node) is accepted; ``member`` → ``joining`` when the coordinator's ``nodes`` no
+  longer lists it (it was taken for dead: it asks to join again); any role → ``leaving``
+  (on ``leave``), which is final.
+- Terms only grow. A coordinator claim (``update-coordinator``, ``nodes``) of an older term
+  is refused and answered with the current one (fencing); of the same term, the higher
+  rank ``(priority, node-id)`` wins. An accepted new claim is flooded to linked peers.
+- A member that has not heard the coordinator for ``failure_timeout`` stands for election
+  (``chatd.core.election``); a higher node that hears an ``election`` answers ``vote`` and
+  stands itself; a node that finds a lower coordinator announced stands too (bully).
+- The coordinator admits (``join``) and removes members (``leave``, or silence for
+  ``failure_timeout``), and after every change sends ``nodes`` to every linked member.
+- A node whose own timer fires ``failure_timeout`` late was paused: it suspects nobody for
+  that gap (no flapping after SIGSTOP/SIGCONT); fencing then brings it up to date.
+- ``election`` and ``vote`` are taken from members only.
 - A ``message`` is taken only if its signature matches its ``node-id`` (so relays are
   checkable), its text is within the limit and its clock is sane; it is relayed once, on
   first sight, to the neighbours (and the coordinator) except where it came from.
@@ -28,6 +39,7 @@ from attrs import frozen
 from chatd import identity
 from chatd.config import Config
 from chatd.core.delivery import CausalBuffer
+from chatd.core.election import Candidacy, Phase, Rank
 from chatd.core.history import History
 from chatd.core.overlay import assign
 from chatd.identity import Identity
@@ -145,9 +157,16 @@ class Node:
         self.last_heard: dict[str, float] = {}
         self.buffer = CausalBuffer()
         self.history = History()
+        self.candidacy: Candidacy | None = None
+        self.has_joined = False  # once in a discussion, a node holds its history for good
+        self._max_term = 0  # highest term seen in any election or claim
+        self._coordinator_since = 0.0
+        self._admitted: dict[str, float] = {}
+        self._last_tick: float | None = None
         self._next_heartbeat = 0.0
         self._next_register = 0.0
         self._last_request: dict[str, float] = {}
+        self._last_fence: dict[str, float] = {}
 
     @property
     def log(self) -> Any:
@@ -177,7 +196,17 @@ class Node:
         wanted = set(self.neighbours())
         if self.coordinator is not None and self.coordinator != self.node_id:
             wanted.add(self.coordinator)
+        if self.candidacy is not None and self.candidacy.phase is Phase.VOTING:
+            wanted |= self._higher_members()
         return wanted
+
+    def rank(self, node_id: str) -> Rank:
+        member = self.members.get(node_id)
+        return (member.priority if member is not None else 0, node_id)
+
+    def _higher_members(self) -> set[str]:
+        mine = self.rank(self.node_id)
+        return {m for m in self.members if m != self.node_id and self.rank(m) > mine}
 
     def dials(self) -> dict[str, str]:
         """Peers this node must dial itself, with their public address.
@@ -193,7 +222,10 @@ class Node:
                     address = self.members[peer].public_address
                 if address is not None:
                     out[peer] = address
-            elif self.role is not Role.COORDINATOR and self.node_id < peer and peer in self.members:
+            elif self.role is Role.COORDINATOR or peer not in self.members:
+                continue
+            elif self.node_id < peer or peer not in self.neighbours():
+                # The second case: a candidate's link to a higher member off the overlay.
                 out[peer] = self.members[peer].public_address
         return out
 
@@ -201,9 +233,12 @@ class Node:
         return dict(self.buffer.delivered)
 
     def next_deadline(self) -> float:
+        deadline = self._next_heartbeat
         if self.role is Role.COORDINATOR:
-            return min(self._next_heartbeat, self._next_register)
-        return self._next_heartbeat
+            deadline = min(deadline, self._next_register)
+        if self.candidacy is not None:
+            deadline = min(deadline, self.candidacy.deadline)
+        return deadline
 
     def coordinator_record(self) -> CoordinatorRecord:
         return CoordinatorRecord(
@@ -218,8 +253,10 @@ class Node:
     def start_discussion(self, term: int, now: float) -> list[Effect]:
         """The director said nobody is here: become the coordinator of a new discussion."""
         self.role = Role.COORDINATOR
-        self.term = max(self.term, term)
+        self.has_joined = True
+        self.term = self._max_term = max(self.term, term)
         self.coordinator = self.node_id
+        self._coordinator_since = now
         self.members = {self.node_id: self.me}
         self.overlay = assign(self.members, self.config.full_mesh_max)
         self.log.info("discussion.started", term=self.term)
@@ -230,6 +267,7 @@ class Node:
         """The director named the coordinator: dial it (the shell does) and ask to join."""
         self.coordinator = coordinator.node_id
         self.coordinator_address = coordinator.public_address
+        self._coordinator_since = now
         self.term = max(self.term, coordinator.term)
         self.log.info(
             "join.started", coordinator=coordinator.node_id, address=coordinator.public_address
@@ -247,8 +285,8 @@ class Node:
                 successor = max(others, key=lambda m: (m.priority, m.node_id))
                 self.term += 1
                 self.log.info("coordinator.handover", successor=successor.node_id, term=self.term)
-                for peer in self.peers:
-                    effects.append(Send(peer, UpdateCoordinator(successor.node_id, self.term)))
+                handover = UpdateCoordinator(successor.node_id, self.term, successor.public_address)
+                effects.extend(Send(peer, handover) for peer in self.peers)
             else:
                 self.log.info("discussion.ended", messages=len(self.history))
                 effects.append(UnregisterCoordinator(self.term))
@@ -262,20 +300,53 @@ class Node:
         effects: list[Effect] = []
         if self.role is Role.LEAVING:
             return effects
+        if self._last_tick is not None and now - self._last_tick > self.config.failure_timeout:
+            # We were not running (SIGSTOP, a stalled machine): the silence is ours.
+            self.log.warning("node.paused", seconds=round(now - self._last_tick, 3))
+            self._forgive_silence(now)
+        self._last_tick = now
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_interval
             beat = Heartbeat(self.node_id, self.term, self.delivered_clock())
             effects.extend(Send(peer, beat) for peer in self.peers)
+            if self.role is Role.COORDINATOR:
+                effects.extend(self._expire_members(now))
+            elif (
+                self.role is Role.MEMBER
+                and self.candidacy is None
+                and self._coordinator_silent(now)
+            ):
+                self.log.warning("coordinator.suspected", coordinator=self.coordinator)
+                effects.extend(self._stand_for_election(now))
+        if self.candidacy is not None and now >= self.candidacy.deadline:
+            if self.candidacy.phase is Phase.VOTING:
+                effects.extend(
+                    self._become_coordinator(self.candidacy.term, now, "no higher node answered")
+                )
+            else:
+                self.log.warning("election.no_announcement", term=self.candidacy.term)
+                effects.extend(self._stand_for_election(now))
         if self.role is Role.COORDINATOR and now >= self._next_register:
             self._next_register = now + self.config.director_interval
             effects.append(RegisterCoordinator(self.coordinator_record()))
         return effects
 
+    def director_refused(self, current: CoordinatorRecord, now: float) -> list[Effect]:
+        """The director holds another coordinator: yield to it, or outrank it."""
+        if current.node_id == self.node_id or self.role is not Role.COORDINATOR:
+            return []
+        self.log.warning("director.refused", holder=current.node_id, holder_term=current.term)
+        self._max_term = max(self._max_term, current.term)
+        if current.term > self.term or self.rank(current.node_id) > self.rank(self.node_id):
+            claim = UpdateCoordinator(current.node_id, current.term, current.public_address)
+            return self._adopt(claim, source=None, now=now)
+        return self._become_coordinator(self._max_term + 1, now, "outranks the director's holder")
+
     # Local requests --------------------------------------------------------------------
 
     def send_text(self, text: str, timestamp: str, now: float) -> tuple[Message, list[Effect]]:
         """Create, deliver locally and relay a message; raises ``NodeError`` if refused."""
-        if not self.ready:
+        if not self.has_joined or self.role is Role.LEAVING:
             raise NodeError("not-ready", f"this node is {self.role.value}, not in a discussion")
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > self.config.max_text_bytes:
@@ -301,9 +372,16 @@ class Node:
         self.log.info("peer.connected", peer=peer, peer_name=hello.name)
         effects: list[Effect] = []
         if self.role is Role.JOINING and peer == self.coordinator:
-            effects.append(Send(peer, Join()))
-        elif self.role is Role.COORDINATOR and peer in self.members:
+            effects.append(Send(peer, Join(self.delivered_clock())))
+        elif self.role is Role.COORDINATOR:
+            # Members resync; a node we had taken for dead learns it must join again.
             effects.append(Send(peer, self._nodes_frame()))
+        if (
+            self.candidacy is not None
+            and self.candidacy.phase is Phase.VOTING
+            and peer in self._higher_members()
+        ):
+            effects.append(Send(peer, Election(self.node_id, self.candidacy.term)))
         # Compare digests at once rather than a heartbeat later.
         effects.append(Send(peer, Heartbeat(self.node_id, self.term, self.delivered_clock())))
         return effects
@@ -327,16 +405,17 @@ class Node:
             case Discussion():
                 return self._on_discussion(peer, frame)
             case Join():
-                return self._on_join(peer)
+                return self._on_join(peer, frame, now)
             case Nodes():
-                return self._on_nodes(peer, frame)
+                return self._on_nodes(peer, frame, now)
             case Leave():
                 return self._on_leave(peer, frame)
             case UpdateCoordinator():
-                return self._on_update_coordinator(peer, frame)
-            case Election() | Vote():
-                self.log.info("frame.ignored", peer=peer, type=frame.TYPE, reason="no election")
-                return []
+                return self._on_update_coordinator(peer, frame, now)
+            case Election():
+                return self._on_election(peer, frame, now)
+            case Vote():
+                return self._on_vote(peer, frame, now)
             case Hello() | Auth():
                 return self._refuse(peer, frame, "handshake frame after the handshake")
         raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover
@@ -400,6 +479,12 @@ class Node:
     def _on_heartbeat(self, peer: str, beat: Heartbeat, now: float) -> list[Effect]:
         if beat.node_id != peer:
             return self._refuse(peer, beat, "node-id is not the sender")
+        effects: list[Effect] = []
+        if beat.term < self.term:
+            effects.extend(self._fence(peer, now))
+        return effects + self._compare_digest(peer, beat, now)
+
+    def _compare_digest(self, peer: str, beat: Heartbeat, now: float) -> list[Effect]:
         mine = self.buffer.delivered
         behind = any(count > mine.get(node, 0) for node, count in beat.digest.items())
         if not behind:
@@ -426,10 +511,10 @@ class Node:
             effects.extend(self._on_message(peer, message))
         return effects
 
-    def _on_join(self, peer: str) -> list[Effect]:
+    def _on_join(self, peer: str, frame: Join, now: float) -> list[Effect]:
         hello = self.peers.get(peer)
         if self.role is not Role.COORDINATOR or hello is None:
-            return self._refuse(peer, Join(), "not the coordinator")
+            return self._refuse(peer, frame, "not the coordinator")
         self.members[peer] = MemberRecord(
             node_id=peer,
             name=hello.name,
@@ -437,11 +522,12 @@ class Node:
             public_address=hello.public_address,
             priority=hello.priority,
         )
+        self._admitted[peer] = now
         self.log.info(
             "member.joined", member=peer, member_name=hello.name, members=len(self.members)
         )
         # History first, then membership: the newcomer is complete when it becomes a member.
-        effects = self._send_discussion(peer, {})
+        effects = self._send_discussion(peer, frame.vector_clock)
         effects.extend(self._membership_changed())
         return effects
 
@@ -456,42 +542,185 @@ class Node:
             effects.extend(self._membership_changed())
         return effects
 
-    def _on_nodes(self, peer: str, frame: Nodes) -> list[Effect]:
+    def _on_nodes(self, peer: str, frame: Nodes, now: float) -> list[Effect]:
         if frame.coordinator != peer:
             return self._refuse(peer, frame, "nodes not sent by the coordinator it names")
-        if frame.term < self.term or (frame.term == self.term and peer != self.coordinator):
-            return self._refuse(peer, frame, "nodes of an older term or another coordinator")
         if self.role is Role.LEAVING:
             return []
-        if frame.term > self.term:
-            self.log.info("term.changed", term=frame.term, coordinator=peer)
-        self.term = frame.term
-        self.coordinator = peer
+        effects: list[Effect] = []
+        if peer != self.coordinator or frame.term != self.term:
+            claim = UpdateCoordinator(peer, frame.term, self.peers[peer].public_address)
+            if not self._claim_wins(claim):
+                return self._refuse(peer, frame, "nodes of an older term or a lower coordinator")
+            effects.extend(self._adopt(claim, source=peer, now=now))
         before = set(self.members)
         self.members = {m.node_id: m for m in frame.node}
         self.overlay = {node: list(peers) for node, peers in frame.neighbours.items()}
-        if self.role is Role.JOINING and self.node_id in self.members:
+        listed = self.node_id in self.members
+        if self.role is Role.JOINING and listed:
             self.role = Role.MEMBER
+            self.has_joined = True
             self.log.info("join.completed", members=len(self.members), messages=len(self.history))
+        elif self.role is Role.MEMBER and not listed:
+            # The coordinator took us for dead (we were paused or cut off): join again.
+            self.role = Role.JOINING
+            self.log.warning("member.dropped", coordinator=peer)
+            effects.append(Send(peer, Join(self.delivered_clock())))
         self.log.info("membership.updated", members=len(self.members), neighbours=self.neighbours())
-        return self._drop_departed(before)
+        return effects + self._drop_departed(before)
 
-    def _on_update_coordinator(self, peer: str, frame: UpdateCoordinator) -> list[Effect]:
-        if frame.term <= self.term or peer != self.coordinator:
-            return self._refuse(peer, frame, "stale term or not from the coordinator")
-        self.term = frame.term
-        self.coordinator = frame.coordinator
-        self.log.info("term.changed", term=frame.term, coordinator=frame.coordinator)
-        if frame.coordinator != self.node_id or self.role is Role.LEAVING:
+    def _on_update_coordinator(
+        self, peer: str, frame: UpdateCoordinator, now: float
+    ) -> list[Effect]:
+        if self.role is Role.LEAVING:
             return []
+        if frame.coordinator == self.coordinator and frame.term == self.term:
+            return []
+        if not self._claim_wins(frame):
+            self._refuse(peer, frame, "an older term or a lower coordinator")
+            return self._fence(peer, now)
+        return self._adopt(frame, source=peer, now=now)
+
+    # Elections ---------------------------------------------------------------------------
+
+    def _claim_wins(self, claim: UpdateCoordinator) -> bool:
+        """Whether a coordinator claim beats what this node holds (newer term, or the
+        same term by a higher node)."""
+        if claim.term != self.term:
+            return claim.term > self.term
+        return self.coordinator is None or self.rank(claim.coordinator) > self.rank(
+            self.coordinator
+        )
+
+    def _adopt(self, claim: UpdateCoordinator, source: str | None, now: float) -> list[Effect]:
+        """Follow a winning claim; flood it on; stand if we outrank its coordinator."""
+        was_coordinator = self.role is Role.COORDINATOR
+        previous = self.coordinator
+        self.term = claim.term
+        self._max_term = max(self._max_term, claim.term)
+        self.coordinator = claim.coordinator
+        self.coordinator_address = claim.address or self.coordinator_address
+        self._coordinator_since = now
+        self.candidacy = None
+        self.log.info("term.changed", coordinator=claim.coordinator, previous=previous)
+        effects: list[Effect] = [
+            Send(p, claim) for p in self.peers if p not in (source, claim.coordinator)
+        ]
+        if claim.coordinator == self.node_id:  # a leaving coordinator named us
+            return effects + self._become_coordinator(claim.term, now, "handover")
+        if was_coordinator:
+            self.role = Role.MEMBER if self.node_id in self.members else Role.JOINING
+            self.log.warning("coordinator.deposed", by=claim.coordinator)
+        if self.has_joined and self.rank(self.node_id) > self.rank(claim.coordinator):
+            effects.extend(self._stand_for_election(now))
+        return effects
+
+    def _stand_for_election(self, now: float) -> list[Effect]:
+        term = max(self.term, self._max_term) + 1
+        self._max_term = term
+        higher = self._higher_members()
+        self.log.info("election.started", candidate_term=term, higher=len(higher))
+        if not higher:
+            return self._become_coordinator(term, now, "highest live node")
+        self.candidacy = Candidacy(term, Phase.VOTING, now + self.config.election_timeout)
+        ask = Election(self.node_id, term)
+        return [Send(peer, ask) for peer in sorted(higher) if peer in self.peers]
+
+    def _on_election(self, peer: str, frame: Election, now: float) -> list[Effect]:
+        if frame.node_id != peer or peer not in self.members:
+            return self._refuse(peer, frame, "not a member")
+        if self.rank(peer) > self.rank(self.node_id) or self.role is Role.LEAVING:
+            return []
+        self._max_term = max(self._max_term, frame.term)
+        effects: list[Effect] = [Send(peer, Vote(True, frame.term, self.node_id))]
+        if self.role is Role.COORDINATOR:
+            if frame.term >= self.term:  # reassert over the candidate's term
+                effects.extend(self._become_coordinator(self._max_term + 1, now, "reasserted"))
+            else:
+                effects.extend(self._fence(peer, now))
+        elif self.candidacy is None:
+            effects.extend(self._stand_for_election(now))
+        return effects
+
+    def _on_vote(self, peer: str, frame: Vote, now: float) -> list[Effect]:
+        if peer not in self.members or frame.node_id not in ("", peer):
+            return self._refuse(peer, frame, "not a member")
+        candidacy = self.candidacy
+        if candidacy is None or frame.term != candidacy.term or not frame.ok:
+            return []
+        if self.rank(peer) > self.rank(self.node_id):
+            self.log.info("election.outvoted", by=peer)
+            candidacy.outvoted(now, self.config.announce_timeout)
+        return []
+
+    def _become_coordinator(self, term: int, now: float, reason: str) -> list[Effect]:
+        previous = self.coordinator
+        if previous not in (None, self.node_id) and self._coordinator_silent(now):
+            self.members.pop(previous, None)  # taken for dead: the new term starts without it
         self.role = Role.COORDINATOR
-        self.members.pop(peer, None)  # the hand-over comes from the leaving coordinator
+        self.has_joined = True
+        self.term = term
+        self._max_term = max(self._max_term, term)
+        self.coordinator = self.node_id
+        self._coordinator_since = now
+        self.candidacy = None
         self.members[self.node_id] = self.me
-        self._next_register = 0.0
-        self.log.info("coordinator.elected", members=len(self.members), reason="handover")
-        effects = self._membership_changed()
+        self._admitted = {member: now for member in self.members}
+        self._next_register = now + self.config.director_interval
+        self.log.info("coordinator.elected", reason=reason, members=len(self.members))
+        claim = UpdateCoordinator(self.node_id, term, self.me.public_address)
+        effects: list[Effect] = [Send(peer, claim) for peer in self.peers]
+        effects.extend(self._membership_changed())
         effects.append(RegisterCoordinator(self.coordinator_record()))
         return effects
+
+    def _fence(self, peer: str, now: float) -> list[Effect]:
+        """Tell a peer living in an older term who coordinates now (at most once a beat)."""
+        last = self._last_fence.get(peer)
+        if self.coordinator is None or (
+            last is not None and now - last < self.config.heartbeat_interval
+        ):
+            return []
+        self._last_fence[peer] = now
+        address = (
+            self.members[self.coordinator].public_address
+            if self.coordinator in self.members
+            else self.coordinator_address or ""
+        )
+        return [Send(peer, UpdateCoordinator(self.coordinator, self.term, address))]
+
+    # Failure detection -----------------------------------------------------------------
+
+    def _coordinator_silent(self, now: float) -> bool:
+        if self.coordinator is None or self.coordinator == self.node_id:
+            return False
+        heard = max(self.last_heard.get(self.coordinator, 0.0), self._coordinator_since)
+        return now - heard > self.config.failure_timeout
+
+    def _forgive_silence(self, now: float) -> None:
+        for peer in self.last_heard:
+            self.last_heard[peer] = now
+        self._coordinator_since = now
+        self._admitted = {member: now for member in self._admitted}
+
+    def _expire_members(self, now: float) -> list[Effect]:
+        """The coordinator drops members silent for ``failure_timeout``."""
+        dead = [
+            member
+            for member in self.members
+            if member != self.node_id
+            and now - max(self.last_heard.get(member, 0.0), self._admitted.get(member, now))
+            > self.config.failure_timeout
+        ]
+        if not dead:
+            return []
+        for member in dead:
+            del self.members[member]
+            self._admitted.pop(member, None)
+            self.log.warning("member.failed", member=member, members=len(self.members))
+        return self._membership_changed() + [
+            Disconnect(m, "taken for dead") for m in dead if m in self.peers
+        ]
 
     def _membership_changed(self) -> list[Effect]:
         self.overlay = assign(self.members, self.config.full_mesh_max)

@@ -77,9 +77,13 @@ class Message:
 
 @frozen
 class Join:
-    """Newcomer → coordinator, after the handshake: add me to the discussion."""
+    """Newcomer (or a returning member) → coordinator, after the handshake: add me.
+
+    ``vector-clock`` is what the node already holds, so state transfer sends only the rest.
+    """
 
     TYPE: ClassVar[str] = "join"
+    vector_clock: dict[str, int] = field(factory=dict)
 
 
 @frozen
@@ -108,11 +112,16 @@ class Vote:
 
 @frozen
 class UpdateCoordinator:
-    """The coordinator of ``term`` is ``coordinator`` (also used for a graceful hand-over)."""
+    """The coordinator of ``term`` is ``coordinator``, reachable at ``address``.
+
+    Sent by an election's winner, by a leaving coordinator naming its successor, and in
+    answer to a frame of an older term; flooded along the overlay on first acceptance.
+    """
 
     TYPE: ClassVar[str] = "update-coordinator"
     coordinator: str
     term: int
+    address: str = ""
 
 
 @frozen

@@ -382,7 +382,7 @@ class Cluster:
             "--socket",
             str(sock),
             "--profile",
-            "test",
+            "lan",
             *auth,
             *extra,
         ]
