@@ -117,11 +117,10 @@ def run(args: argparse.Namespace) -> int:
         secret = workdir / "secret"
         secret.touch(mode=0o600)
         secret.write_text(secrets.token_urlsafe(32))
-        director = Daemon(
-            "director",
-            [str(BIN / "chat-director"), "--port", "0", "--secret-file", str(secret)],
-            args.logs,
-        )
+        # A new director: no discussion can be running, so no grace period is needed.
+        argv = [str(BIN / "chat-director"), "--port", "0", "--startup-grace", "0"]
+        argv += ["--secret-file", str(secret)]
+        director = Daemon("director", argv, args.logs)
         daemons.append(director)
         wait_for(lambda: director.event("director.ready"), "the director")
         ready = director.event("director.ready") or {}

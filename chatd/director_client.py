@@ -96,14 +96,22 @@ class DirectorClient:
         self._expect_ok(answer)
         return self._decode(answer, JoinAdvice)
 
-    async def register_coordinator(self, record: CoordinatorRecord) -> bool:
-        """Announce (or refresh) ``record`` as coordinator; False if the director refused it
-        (409: another node holds that term, or a newer term is known)."""
+    async def register_coordinator(self, record: CoordinatorRecord) -> CoordinatorRecord | None:
+        """Announce (or refresh) ``record`` as coordinator. None when accepted; when the
+        director refuses it (409: another node holds that term, or a newer term is known),
+        the record it holds instead."""
         answer = await self._post("/register_coordinator", record)
-        if answer.status == 409 and _error_code(self._json(answer)) == "refused":
-            return False
+        if answer.status == 409:
+            body = self._json(answer)
+            if _error_code(body) == "refused":
+                try:
+                    return structure(body.get("coordinator"), CoordinatorRecord)
+                except DecodeError as exc:
+                    raise DirectorError(
+                        f"director {self.base_url} refused the registration with an {exc}"
+                    ) from None
         self._expect_ok(answer)
-        return True
+        return None
 
     async def unregister(self, u: Unregistration) -> bool:
         """Ask the director to forget the coordinator; True if it held that very record."""

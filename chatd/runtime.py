@@ -46,7 +46,8 @@ class DirectorApi(Protocol):
 
     async def register_node(self, registration: NodeRegistration) -> JoinAdvice: ...
 
-    async def register_coordinator(self, record: CoordinatorRecord) -> bool: ...
+    async def register_coordinator(self, record: CoordinatorRecord) -> CoordinatorRecord | None:
+        """None when accepted; else the coordinator the director holds instead."""
 
     async def unregister(self, unregistration: Unregistration) -> bool: ...
 
@@ -83,7 +84,7 @@ class Runtime:
         self._joined = trio.Event()
         self._leave_requested = trio.Event()
         self._links_gone = trio.Event()
-        self._registering = False
+        self._register_lock = trio.Lock()  # one director registration at a time
         self._nursery: trio.Nursery | None = None
 
     # Effects -----------------------------------------------------------------------------
@@ -232,7 +233,9 @@ class Runtime:
                 scope = trio.CancelScope()
                 self._dialers[peer] = scope
                 self._nursery.start_soon(self._dial, peer, address, scope)
-        for peer in [p for p in self._dialers if p not in wanted]:
+        # A link that is up stays up (frames may be in flight on it); it closes when the
+        # peer leaves or is dropped. Only attempts still dialing are called off.
+        for peer in [p for p in self._dialers if p not in wanted and p not in self.links]:
             self._dialers.pop(peer).cancel()
 
     async def _dial(self, peer: str, address: str, scope: trio.CancelScope) -> None:
@@ -275,7 +278,10 @@ class Runtime:
                 backoff = min(backoff * 2, self.config.director_interval)
                 continue
             self._director_up()
-            if advice.action == "start":
+            if advice.action == "wait":
+                self.log.info("join.waiting", reason="the director has just started")
+                await trio.sleep(self.config.director_interval / 2)
+            elif advice.action == "start":
                 self.apply(self.node.start_discussion(advice.term, self.now()))
             elif advice.coordinator is not None:
                 self.apply(self.node.join(advice.coordinator, self.now()))
@@ -285,19 +291,17 @@ class Runtime:
                     self.log.warning("join.timeout", coordinator=advice.coordinator.node_id)
 
     async def _register(self, record: CoordinatorRecord) -> None:
-        if self._registering:
-            return
-        self._registering = True
-        try:
-            with trio.fail_after(self.config.director_timeout):
-                accepted = await self.director.register_coordinator(record)
-            self._director_up()
-            if not accepted:
-                self.log.warning("director.refused", term=record.term)
-        except self._retryable as exc:
-            self._director_down(str(exc) or "timed out")
-        finally:
-            self._registering = False
+        if self._register_lock.locked():
+            return  # one in flight already; the timer sends the next
+        async with self._register_lock:
+            try:
+                with trio.fail_after(self.config.director_timeout):
+                    holder = await self.director.register_coordinator(record)
+                self._director_up()
+                if holder is not None:
+                    self.apply(self.node.director_refused(holder, self.now()))
+            except self._retryable as exc:
+                self._director_down(str(exc) or "timed out")
 
     async def _unregister(self, term: int) -> None:
         try:
@@ -325,7 +329,8 @@ class Runtime:
             link.finish()
         with trio.move_on_after(self.config.leave_flush_timeout):
             for effect in unregister:
-                await self._unregister(effect.term)
+                async with self._register_lock:  # the unregister must be the last word
+                    await self._unregister(effect.term)
             if self.links:
                 await self._links_gone.wait()
         for subscriber in self._subscribers:

@@ -40,14 +40,24 @@ def _parser() -> argparse.ArgumentParser:
         help="forget a coordinator silent this long (default 30; 0 never forgets)",
     )
     parser.add_argument(
+        "--startup-grace",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="after starting, tell newcomers to wait this long before one may start a new"
+        " discussion, so a running discussion's coordinator can re-register first"
+        " (default 3: three of chatd's 1 s registration intervals)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     return parser
 
 
-async def run_director(app: DirectorApp, host: str, port: int) -> None:
+async def run_director(app: DirectorApp, host: str, port: int, grace: float = 0.0) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully and return."""
     log = get_logger(component="director")
+    app.registry.not_before = app.clock() + grace
     # Opened before serving, so a signal during start-up is queued rather than fatal.
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         stop = trio.Event()
@@ -87,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = DirectorApp(Registry(ttl=ttl), secret)
     failure: OSError | None = None
     try:
-        trio.run(run_director, app, args.host, args.port)
+        trio.run(run_director, app, args.host, args.port, max(args.startup_grace, 0.0))
     except* OSError as group:
         failure = _first(group)
     if failure is None:

@@ -18,6 +18,10 @@ register_coordinator(C, now)
 
 register_node(N, now) -> JoinAdvice
     R exists, N is not R's node              -> join R
+    no R and now < not_before                -> wait: a director that just (re)started
+                                                gives a running discussion's coordinator
+                                                one heartbeat to find it, rather than let
+                                                a newcomer start a second discussion
     R is provisional and N is R's node       -> start again with R.term (a retried
                                                 request must not bump the term)
     otherwise (no R, or N is R's confirmed   -> start with term T + 1, and R becomes a
@@ -27,6 +31,9 @@ register_node(N, now) -> JoinAdvice
 
 unregister(U)
     R exists with U's node-id and term       -> forget R (T is kept)
+    R exists with a term below U's           -> forget R: the last node of the discussion
+                                                leaves in a newer term than R's (R is a
+                                                predecessor whose hand-over it outlived)
     otherwise                                -> nothing
 
 expire(now)
@@ -67,6 +74,7 @@ class Registry:
     """The current coordinator, if any; see the module docstring for the rules."""
 
     ttl: float | None = None
+    not_before: float = 0.0
     _record: CoordinatorRecord | None = field(default=None, init=False)
     _provisional: bool = field(default=False, init=False)
     _refreshed_at: float = field(default=0.0, init=False)
@@ -111,6 +119,8 @@ class Registry:
             return JoinAdvice(action="join", coordinator=current)
         if current is not None and self._provisional:
             return JoinAdvice(action="start", term=current.term)
+        if current is None and now < self.not_before:
+            return JoinAdvice(action="wait")
         term = self._max_term + 1
         provisional = CoordinatorRecord(
             node_id=reg.node_id, address=reg.address, public_address=reg.public_address, term=term
@@ -121,7 +131,9 @@ class Registry:
     def unregister(self, u: Unregistration) -> bool:
         """Forget the record if it is ``u``'s; returns whether it was forgotten."""
         current = self._record
-        if current is None or (current.node_id, current.term) != (u.node_id, u.term):
+        if current is None or not (
+            current.term < u.term or (current.node_id, current.term) == (u.node_id, u.term)
+        ):
             return False
         self._record = None
         return True

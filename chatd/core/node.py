@@ -167,6 +167,8 @@ class Node:
         self._next_register = 0.0
         self._last_request: dict[str, float] = {}
         self._last_fence: dict[str, float] = {}
+        self._membership_version = 0  # as coordinator: changes made in this term
+        self._nodes_seen = (0, 0)  # (term, version) of the latest ``nodes`` taken
 
     @property
     def log(self) -> Any:
@@ -300,7 +302,9 @@ class Node:
         effects: list[Effect] = []
         if self.role is Role.LEAVING:
             return effects
-        if self._last_tick is not None and now - self._last_tick > self.config.failure_timeout:
+        if self._last_tick is None:
+            self._forgive_silence(now)  # nobody can be judged before our first look
+        elif now - self._last_tick > self.config.failure_timeout:
             # We were not running (SIGSTOP, a stalled machine): the silence is ours.
             self.log.warning("node.paused", seconds=round(now - self._last_tick, 3))
             self._forgive_silence(now)
@@ -548,11 +552,15 @@ class Node:
         if self.role is Role.LEAVING:
             return []
         effects: list[Effect] = []
-        if peer != self.coordinator or frame.term != self.term:
+        if frame.term < self.term or (frame.term == self.term and peer != self.coordinator):
+            # Same-term rivals settle through update-coordinator, never through nodes.
+            return self._refuse(peer, frame, "nodes of an older term or another coordinator")
+        if frame.term > self.term:
             claim = UpdateCoordinator(peer, frame.term, self.peers[peer].public_address)
-            if not self._claim_wins(claim):
-                return self._refuse(peer, frame, "nodes of an older term or a lower coordinator")
             effects.extend(self._adopt(claim, source=peer, now=now))
+        elif (frame.term, frame.version) <= self._nodes_seen:
+            return []  # a late copy of a membership we already hold
+        self._nodes_seen = (frame.term, frame.version)
         before = set(self.members)
         self.members = {m.node_id: m for m in frame.node}
         self.overlay = {node: list(peers) for node, peers in frame.neighbours.items()}
@@ -607,6 +615,8 @@ class Node:
             Send(p, claim) for p in self.peers if p not in (source, claim.coordinator)
         ]
         if claim.coordinator == self.node_id:  # a leaving coordinator named us
+            if source is not None and source == previous:
+                self.members.pop(source, None)
             return effects + self._become_coordinator(claim.term, now, "handover")
         if was_coordinator:
             self.role = Role.MEMBER if self.node_id in self.members else Role.JOINING
@@ -723,6 +733,7 @@ class Node:
         ]
 
     def _membership_changed(self) -> list[Effect]:
+        self._membership_version += 1
         self.overlay = assign(self.members, self.config.full_mesh_max)
         frame = self._nodes_frame()
         return [Send(peer, frame) for peer in self.peers if peer in self.members]
@@ -738,4 +749,5 @@ class Node:
             neighbours=self.overlay,
             term=self.term,
             coordinator=self.node_id,
+            version=self._membership_version,
         )

@@ -40,9 +40,10 @@ class MemoryDirector:
         self._check()
         return self.registry.register_node(registration, trio.current_time())
 
-    async def register_coordinator(self, record: CoordinatorRecord) -> bool:
+    async def register_coordinator(self, record: CoordinatorRecord) -> CoordinatorRecord | None:
         self._check()
-        return isinstance(self.registry.register_coordinator(record, trio.current_time()), Accepted)
+        outcome = self.registry.register_coordinator(record, trio.current_time())
+        return None if isinstance(outcome, Accepted) else outcome.current
 
     async def unregister(self, unregistration: Unregistration) -> bool:
         self._check()

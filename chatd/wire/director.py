@@ -28,9 +28,10 @@ class NodeRegistration:
 
 @frozen
 class JoinAdvice:
-    """``/register_node`` answer: join ``coordinator``, or start the discussion yourself."""
+    """``/register_node`` answer: join ``coordinator``, start the discussion yourself, or
+    ask again shortly (the director has just started and may not know the coordinator)."""
 
-    action: Literal["join", "start"]
+    action: Literal["join", "start", "wait"]
     coordinator: CoordinatorRecord | None = None
     term: int = 0
 

@@ -126,13 +126,18 @@ class UpdateCoordinator:
 
 @frozen
 class Nodes:
-    """Coordinator → all, after any membership change: members and the whole overlay."""
+    """Coordinator → all, after any membership change: members and the whole overlay.
+
+    ``version`` counts the coordinator's changes within its term, so a member can tell a
+    late copy from the latest.
+    """
 
     TYPE: ClassVar[str] = "nodes"
     node: list[MemberRecord]
     neighbours: dict[str, list[str]]
     term: int
     coordinator: str
+    version: int = 0
 
 
 @frozen

@@ -11,6 +11,7 @@ from attrs import evolve
 from chatd.core.clock import tick
 from chatd.core.node import (
     Deliver,
+    Effect,
     Node,
     NodeError,
     RegisterCoordinator,
@@ -61,10 +62,17 @@ def state(node: Node) -> tuple[Any, ...]:
 
 
 def refuse(
-    mesh: Mesh, node: Node, sender: Node, frame: Frame, event: str, reason: str
+    mesh: Mesh,
+    node: Node,
+    sender: Node,
+    frame: Frame,
+    event: str,
+    reason: str,
+    answer: list[Effect] | None = None,
 ) -> dict[str, Any]:
+    """``node`` refuses ``frame``: state unchanged, one warning, and only ``answer`` sent."""
     before, seen = state(node), len(mesh.logged(node, event))
-    assert node.frame_received(sender.node_id, frame, mesh.now) == []
+    assert node.frame_received(sender.node_id, frame, mesh.now) == (answer or [])
     assert state(node) == before
     (logged,) = mesh.logged(node, event)[seen:]
     assert logged["level"] == "warning"
@@ -331,11 +339,19 @@ def test_update_coordinator_with_a_stale_term_or_wrong_sender_is_refused(
     trio_of_nodes: tuple[Mesh, list[Node]],
 ) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
-    for term in (bob.term, bob.term - 1):
-        stale = UpdateCoordinator(coordinator=carol.node_id, term=term)
-        refuse(mesh, bob, alice, stale, "frame.refused", "stale term")
-    usurper = UpdateCoordinator(coordinator=carol.node_id, term=bob.term + 1)
-    refuse(mesh, bob, carol, usurper, "frame.refused", "not from the coordinator")
+    current = UpdateCoordinator(alice.node_id, bob.term, alice.me.public_address)
+    stale = UpdateCoordinator(coordinator=carol.node_id, term=bob.term - 1)
+    # Fenced: refused, and the sender is told who coordinates now.
+    refuse(mesh, bob, carol, stale, "frame.refused", "older term", [Send(carol.node_id, current)])
+    # A rival claim for the same term: the higher rank of the two wins.
+    rival = UpdateCoordinator(carol.node_id, bob.term, carol.me.public_address)
+    mesh.now += 1.0  # past the fencing rate limit
+    if bob.rank(carol.node_id) < bob.rank(alice.node_id):
+        answer: list[Effect] = [Send(carol.node_id, current)]
+        refuse(mesh, bob, carol, rival, "frame.refused", "lower coordinator", answer)
+    else:
+        bob.frame_received(carol.node_id, rival, mesh.now)
+        assert (bob.coordinator, bob.term) == (carol.node_id, current.term)
 
 
 def test_leave_and_heartbeat_naming_another_node_are_refused(
@@ -378,14 +394,15 @@ def test_coordinator_leave_hands_over_to_the_highest_priority_member() -> None:
     alice, bob, carol = group(mesh, 0, 7, 3, term=4)
     effects = mesh.leave(alice)
     handovers = [e.frame for e in effects if isinstance(e, Send)]
-    assert UpdateCoordinator(coordinator=bob.node_id, term=5) in handovers
+    assert UpdateCoordinator(bob.node_id, 5, bob.me.public_address) in handovers
     assert Leave(alice.node_id, 5) in handovers
     assert bob.role is Role.COORDINATOR and carol.role is Role.MEMBER
     for node in (bob, carol):
         assert node.term == 5
         assert node.coordinator == bob.node_id
         assert set(node.members) == {bob.node_id, carol.node_id}
-    (nodes,) = [f for f in mesh.sent(bob, carol, Nodes) if isinstance(f, Nodes) and f.term == 5]
+    # Two changes in term 5: bob takes over (alice still listed), then alice's leave.
+    nodes = [f for f in mesh.sent(bob, carol, Nodes) if isinstance(f, Nodes) and f.term == 5][-1]
     assert nodes.coordinator == bob.node_id
     assert [m.node_id for m in nodes.node] == sorted([bob.node_id, carol.node_id])
     assert (bob.node_id, RegisterCoordinator(bob.coordinator_record())) in mesh.director

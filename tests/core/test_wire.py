@@ -93,15 +93,18 @@ GOLDEN_FRAMES: list[tuple[Frame, str]] = [
     ),
     (Auth("proof", "sig"), '{"type":"auth","proof":"proof","signature":"sig"}'),
     (MESSAGE, '{"type":"message",' + MESSAGE_JSON[1:]),
-    (Join(), '{"type":"join"}'),
+    (Join({"n1": 2}), '{"type":"join","vector-clock":{"n1":2}}'),
     (Leave("n1", 3), '{"type":"leave","node-id":"n1","term":3}'),
     (Election("n1", 3), '{"type":"election","node-id":"n1","term":3}'),
     (Vote(True, 3, "n2"), '{"type":"vote","ok":true,"term":3,"node-id":"n2"}'),
-    (UpdateCoordinator("n2", 4), '{"type":"update-coordinator","coordinator":"n2","term":4}'),
     (
-        Nodes([MEMBER], {"n1": [], "n_2": ["n1"]}, 3, "n1"),
+        UpdateCoordinator("n2", 4, "ws://n2:1"),
+        '{"type":"update-coordinator","coordinator":"n2","term":4,"address":"ws://n2:1"}',
+    ),
+    (
+        Nodes([MEMBER], {"n1": [], "n_2": ["n1"]}, 3, "n1", 5),
         '{"type":"nodes","node":[' + MEMBER_JSON + '],"neighbours":{"n1":[],"n_2":["n1"]},'
-        '"term":3,"coordinator":"n1"}',
+        '"term":3,"coordinator":"n1","version":5}',
     ),
     (DiscussionRequest({"n1": 1}), '{"type":"discussion-request","vector-clock":{"n1":1}}'),
     (Discussion([MESSAGE]), '{"type":"discussion","messages":[' + MESSAGE_JSON + "]}"),

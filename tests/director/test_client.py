@@ -40,8 +40,8 @@ async def test_round_trip_with_secret() -> None:
             assert await client.register_node(node("b")) == JoinAdvice(
                 action="join", coordinator=record("a", 1)
             )
-            assert await client.register_coordinator(record("a", 1))
-            assert not await client.register_coordinator(record("b", 1))
+            assert await client.register_coordinator(record("a", 1)) is None
+            assert await client.register_coordinator(record("b", 1)) == record("a", 1)
             assert await client.coordinator() == record("a", 1)
             assert not await client.unregister(Unregistration(node_id="b", term=1))
             assert await client.unregister(Unregistration(node_id="a", term=1))

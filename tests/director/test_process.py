@@ -53,7 +53,15 @@ async def test_director_process(tmp_path: Path) -> None:
         await notify.bind("\0" + notify_name)
         async with trio.open_nursery() as nursery:
             process = await trio.lowlevel.open_process(
-                [*COMMAND, "--port", "0", "--secret-file", str(secret_file)],
+                [
+                    *COMMAND,
+                    "--port",
+                    "0",
+                    "--startup-grace",
+                    "0",
+                    "--secret-file",
+                    str(secret_file),
+                ],
                 stdout=subprocess.PIPE,
                 env=env,
             )
@@ -70,7 +78,7 @@ async def test_director_process(tmp_path: Path) -> None:
                     record = CoordinatorRecord(
                         node_id="n1", address="ws://127.0.0.1:1", public_address="ws://n1", term=1
                     )
-                    assert await client.register_coordinator(record)
+                    assert await client.register_coordinator(record) is None
                     assert await client.coordinator() == record
                 async with DirectorClient(url, None, 5) as unsigned:
                     with pytest.raises(DirectorError, match="403 forbidden"):

@@ -156,3 +156,29 @@ def test_terms_never_go_back(steps: list[tuple[str, str, int]]) -> None:
             if before is not None:
                 # A replacement never lowers the coordinator's term.
                 assert current.term >= before.term
+
+
+def test_a_restarted_director_asks_newcomers_to_wait_for_the_coordinator() -> None:
+    reg = Registry(not_before=10.0)
+    assert reg.register_node(NodeRegistration("n", "ws://n", "ws://n"), now=1) == JoinAdvice(
+        action="wait"
+    )
+    assert reg.coordinator() is None
+    # The running discussion's coordinator re-registers within the grace period.
+    assert isinstance(reg.register_coordinator(record("a", 7), now=2), Accepted)
+    advice = reg.register_node(NodeRegistration("n", "ws://n", "ws://n"), now=3)
+    assert advice == JoinAdvice(action="join", coordinator=record("a", 7))
+
+
+def test_after_the_grace_period_a_newcomer_starts_a_discussion() -> None:
+    reg = Registry(not_before=10.0)
+    advice = reg.register_node(NodeRegistration("n", "ws://n", "ws://n"), now=10)
+    assert advice == JoinAdvice(action="start", term=1)
+
+
+def test_the_last_node_leaving_in_a_newer_term_forgets_an_older_record() -> None:
+    reg = Registry()
+    reg.register_coordinator(record("a", 3), now=0)
+    assert not reg.unregister(Unregistration("b", 2))
+    assert reg.unregister(Unregistration("b", 4))
+    assert reg.coordinator() is None

@@ -351,7 +351,16 @@ class Cluster:
         self, *, insecure: bool = False, timeout: float = DEFAULT_TIMEOUT
     ) -> Director:
         auth = ["--insecure"] if insecure else ["--secret-file", str(self.secret_file)]
-        argv = [binary("chat-director"), "--host", "127.0.0.1", "--port", "0", *auth]
+        argv = [
+            binary("chat-director"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--startup-grace",
+            "0",
+            *auth,
+        ]
         director = Director("chat-director", argv, self.env)
         self.processes.append(director)
         return director.wait_ready(timeout)
