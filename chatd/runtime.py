@@ -115,8 +115,12 @@ class Runtime:
             self._reconcile_dials()
 
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self._nursery is not None:
+        if self._nursery is None:
+            return
+        try:
             self._nursery.start_soon(fn, *args)
+        except RuntimeError:
+            pass  # the node is stopping: its nursery takes no new tasks
 
     def _publish(self, message: Message) -> None:
         for subscriber in list(self._subscribers):
@@ -229,10 +233,10 @@ class Runtime:
     def _reconcile_dials(self) -> None:
         wanted = self.node.dials()
         for peer, address in wanted.items():
-            if peer not in self.links and peer not in self._dialers and self._nursery:
+            if peer not in self.links and peer not in self._dialers:
                 scope = trio.CancelScope()
                 self._dialers[peer] = scope
-                self._nursery.start_soon(self._dial, peer, address, scope)
+                self._spawn(self._dial, peer, address, scope)
         # A link that is up stays up (frames may be in flight on it); it closes when the
         # peer leaves or is dropped. Only attempts still dialing are called off.
         for peer in [p for p in self._dialers if p not in wanted and p not in self.links]:

@@ -569,6 +569,8 @@ class Node:
             self.role = Role.MEMBER
             self.has_joined = True
             self.log.info("join.completed", members=len(self.members), messages=len(self.history))
+            if self._outranks(peer):  # a higher node joining or returning takes over
+                effects.extend(self._stand_for_election(now))
         elif self.role is Role.MEMBER and not listed:
             # The coordinator took us for dead (we were paused or cut off): join again.
             self.role = Role.JOINING
@@ -621,9 +623,19 @@ class Node:
         if was_coordinator:
             self.role = Role.MEMBER if self.node_id in self.members else Role.JOINING
             self.log.warning("coordinator.deposed", by=claim.coordinator)
-        if self.has_joined and self.rank(self.node_id) > self.rank(claim.coordinator):
+        if self._outranks(claim.coordinator):
             effects.extend(self._stand_for_election(now))
         return effects
+
+    def _outranks(self, coordinator: str) -> bool:
+        """Whether this node must bully ``coordinator``: it is a member we know (an unknown
+        one's priority is unknown: follow it, join, and judge once listed) and ranks lower."""
+        return (
+            self.has_joined
+            and coordinator in self.members
+            and self.node_id in self.members
+            and self.rank(self.node_id) > self.rank(coordinator)
+        )
 
     def _stand_for_election(self, now: float) -> list[Effect]:
         term = max(self.term, self._max_term) + 1

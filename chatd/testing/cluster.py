@@ -50,6 +50,34 @@ class MemoryDirector:
         return self.registry.unregister(unregistration)
 
 
+DIRECTOR_ADDRESS = "mem://director"
+
+
+class DirectorLink:
+    """One node's view of the director: cut off when the route hook says so."""
+
+    def __init__(self, director: MemoryDirector, network: MemoryNetwork, address: str) -> None:
+        self.director = director
+        self.network = network
+        self.address = address
+
+    def _check(self) -> None:
+        if not self.network.reachable(self.address, DIRECTOR_ADDRESS):
+            raise DirectorDown("director unreachable (partitioned by the test)")
+
+    async def register_node(self, registration: NodeRegistration) -> JoinAdvice:
+        self._check()
+        return await self.director.register_node(registration)
+
+    async def register_coordinator(self, record: CoordinatorRecord) -> CoordinatorRecord | None:
+        self._check()
+        return await self.director.register_coordinator(record)
+
+    async def unregister(self, unregistration: Unregistration) -> bool:
+        self._check()
+        return await self.director.unregister(unregistration)
+
+
 class ClusterNode:
     def __init__(self, runtime: Runtime, scope: trio.CancelScope) -> None:
         self.runtime = runtime
@@ -91,7 +119,7 @@ class Cluster:
         runtime = Runtime(
             node,
             transport,
-            self.director,
+            DirectorLink(self.director, self.network, address),
             (DirectorDown,),
             secret if secret is not None else self.secret,
             self.config,

@@ -1,7 +1,8 @@
 """An in-memory ``Transport``: whole clusters in one process, under ``trio.testing.MockClock``.
 
 Every frame passes through ``MemoryNetwork.route``, a hook that a test replaces to drop,
-delay or partition traffic from a seeded random generator (reproducible chaos).
+duplicate, delay or partition traffic from a seeded random generator (reproducible chaos).
+A delay holds the sending end, as a slow link does: frames on one link stay in order.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import trio
 
 from chatd.transport import Channel, ChannelClosed, ConnectError, Handler
 
-# Route hook: (source address, destination address) → True to deliver, False to drop.
-Route = Callable[[str, str], bool]
+# Route hook: (source address, destination address) → (copies, delay in seconds).
+# (1, 0) delivers; (0, 0) drops; (2, 0) duplicates; (1, 0.05) delivers 50 ms late.
+Route = Callable[[str, str], tuple[int, float]]
+DELIVER = (1, 0.0)
 
 
 class MemoryChannel:
@@ -39,10 +42,12 @@ class MemoryChannel:
         if len(data) > self._max:
             await self.aclose()  # as a websocket closes with 1009
             raise ChannelClosed("message too big (1009)")
-        if not self._network.route(self._local, self.remote):
-            return
+        copies, delay = self._network.route(self._local, self.remote)
+        if delay > 0:
+            await trio.sleep(delay)
         try:
-            await self._out.send(data)
+            for _ in range(copies):
+                await self._out.send(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ChannelClosed("closed") from None
 
@@ -61,7 +66,10 @@ class MemoryNetwork:
     def __init__(self, buffer_frames: int = 10_000) -> None:
         self.buffer_frames = buffer_frames
         self._servers: dict[str, tuple[Handler, trio.Nursery]] = {}
-        self.route: Route = lambda source, destination: True
+        self.route: Route = lambda source, destination: DELIVER
+
+    def reachable(self, source: str, destination: str) -> bool:
+        return self.route(source, destination)[0] > 0
 
     def transport(self, address: str, max_frame_bytes: int = 1 << 20) -> MemoryTransport:
         return MemoryTransport(self, address, max_frame_bytes)
@@ -86,7 +94,7 @@ class MemoryTransport:
     @asynccontextmanager
     async def open_channel(self, address: str) -> AsyncIterator[Channel]:
         server = self.network._servers.get(address)
-        if server is None or not self.network.route(self.address, address):
+        if server is None or not self.network.reachable(self.address, address):
             raise ConnectError(f"cannot reach {address}: connection refused")
         handler, nursery = server
         client_end, server_end = self.network.pair(self.address, address, self.max_frame_bytes)

@@ -37,9 +37,14 @@ TIMESTAMP = "2024-01-01T00:00:00Z"
 
 
 def group(mesh: Mesh, *priorities: int, term: int = 1) -> list[Node]:
-    """A discussion started by the first node, then joined by the others in turn."""
+    """A discussion started by the first node, then joined by the others in turn.
+
+    The seeds give node-ids in falling order, so with equal priorities no joiner outranks
+    the starter (a higher joiner would rightly stand for election and take over).
+    """
     names = ["alice", "bob", "carol", "dave", "erin"]
-    nodes = [mesh.add(names[i], seed=i + 1, priority=p) for i, p in enumerate(priorities)]
+    seeds = [7, 11, 12, 23, 13]
+    nodes = [mesh.add(names[i], seed=seeds[i], priority=p) for i, p in enumerate(priorities)]
     mesh.start(nodes[0], term)
     for node in nodes[1:]:
         mesh.join(node, nodes[0])
@@ -391,7 +396,7 @@ def test_traffic_still_flows_after_refusals(trio_of_nodes: tuple[Mesh, list[Node
 
 def test_coordinator_leave_hands_over_to_the_highest_priority_member() -> None:
     mesh = Mesh()
-    alice, bob, carol = group(mesh, 0, 7, 3, term=4)
+    alice, bob, carol = group(mesh, 9, 7, 3, term=4)
     effects = mesh.leave(alice)
     handovers = [e.frame for e in effects if isinstance(e, Send)]
     assert UpdateCoordinator(bob.node_id, 5, bob.me.public_address) in handovers
@@ -425,7 +430,7 @@ def test_hand_over_in_a_group_beyond_the_full_mesh_reaches_every_member() -> Non
     mesh = Mesh()
     alice, *others = group(mesh, 9, 0, 0, 0, 0)
     for i, name in enumerate(["f", "g", "h"]):
-        mesh.join(mesh.add(name, seed=10 + i), alice)
+        mesh.join(mesh.add(name, seed=30 + i), alice)
     others = [n for n in mesh.nodes.values() if n is not alice]
     assert len(others) == 7 > alice.config.full_mesh_max
     assert any(len(n.neighbours()) < 7 for n in others)

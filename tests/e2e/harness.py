@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -348,17 +350,23 @@ class Cluster:
         return process
 
     def start_director(
-        self, *, insecure: bool = False, timeout: float = DEFAULT_TIMEOUT
+        self,
+        *,
+        insecure: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        port: int = 0,
+        startup_grace: float | None = 0.0,
     ) -> Director:
+        """A director on ``port`` (0: a free one); ``startup_grace=None`` keeps its default."""
         auth = ["--insecure"] if insecure else ["--secret-file", str(self.secret_file)]
+        grace = [] if startup_grace is None else ["--startup-grace", f"{startup_grace:g}"]
         argv = [
             binary("chat-director"),
             "--host",
             "127.0.0.1",
             "--port",
-            "0",
-            "--startup-grace",
-            "0",
+            str(port),
+            *grace,
             *auth,
         ]
         director = Director("chat-director", argv, self.env)
@@ -420,6 +428,7 @@ class Cluster:
             p for p in self.processes if isinstance(p, Director)
         ]
         for process in order:
+            process.signal(signal.SIGCONT)  # a paused process could not act on SIGTERM
             process.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for process in order:
@@ -492,6 +501,137 @@ def send(sock: Path, text: str) -> Message:
     """``chatctl send --json TEXT``: the message as the node accepted it."""
     (value,) = json_lines(_ok(chatctl(sock, "send", "--json", text)))
     return value
+
+
+class ControlClient:
+    """A raw JSON Lines connection kept open on a node's control socket.
+
+    For traffic at a steady rate: one connection carries every request, where ``chatctl``
+    would start a process per message. Not thread-safe; use one per thread.
+    """
+
+    def __init__(self, sock: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.connect(str(sock))
+        except BaseException:
+            self._sock.close()
+            raise
+        self._reader = self._sock.makefile("rb")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """One request; the answer object (``ok`` true or false)."""
+        self._sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+        line = self._reader.readline()
+        if not line:
+            raise ConnectionError("chatd closed the control connection")
+        answer = json.loads(line)
+        if not isinstance(answer, dict):
+            raise AssertionError(f"not a JSON object: {line!r}")
+        return answer
+
+    def close(self) -> None:
+        self._reader.close()
+        self._sock.close()
+
+
+@dataclass
+class Sent:
+    """One send of a ``Traffic`` run: what the node answered, and when (host monotonic)."""
+
+    node: str
+    text: str
+    at: float
+    id: str | None = None  # the message id, when the node acknowledged the send
+    error: str | None = None  # else the error code or exception
+
+
+class Traffic:
+    """Every ``interval`` seconds, a message through each of ``nodes``, recording each answer.
+
+    One thread and one open ``ControlClient`` per node; every thread stops on ``stop()`` or
+    at the latest after ``limit`` seconds. Use as a context manager: it stops on exit.
+    """
+
+    def __init__(
+        self, nodes: Sequence[Node], interval: float, marker: str, limit: float = 60.0
+    ) -> None:
+        self.nodes = list(nodes)
+        self.interval = interval
+        self.marker = marker
+        self.limit = limit
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._sent: list[Sent] = []
+        self._threads = [
+            threading.Thread(target=self._run, args=(node,), daemon=True) for node in self.nodes
+        ]
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self, node: Node) -> None:
+        deadline = time.monotonic() + self.limit
+        client: ControlClient | None = None
+        number = 0
+        try:
+            while time.monotonic() < deadline and not self._halt.is_set():
+                number += 1
+                text = f"{self.marker} {node.name} #{number}"
+                record = Sent(node.name, text, 0.0)
+                try:
+                    if client is None:
+                        client = ControlClient(node.socket, timeout=5.0)
+                    answer = client.request("send", text=text)
+                except (OSError, ValueError) as exc:
+                    record.error = f"{type(exc).__name__}: {exc}"
+                    if client is not None:
+                        client.close()
+                        client = None
+                else:
+                    if answer.get("ok"):
+                        record.id = str(answer["message"]["id"])
+                    else:
+                        record.error = str(answer.get("error", {}).get("code", answer))
+                record.at = time.monotonic()
+                with self._lock:
+                    self._sent.append(record)
+                self._halt.wait(self.interval)
+        finally:
+            if client is not None:
+                client.close()
+
+    def stop(self, timeout: float = 10.0) -> list[Sent]:
+        """Stop every sender (waiting for the send in flight); every send made."""
+        self._halt.set()
+        for thread in self._threads:
+            if thread.ident is not None:  # started
+                thread.join(timeout)
+        return self.sent
+
+    @property
+    def sent(self) -> list[Sent]:
+        with self._lock:
+            return list(self._sent)
+
+    def acked(self, nodes: Sequence[Node] | None = None) -> dict[str, Sent]:
+        """The acknowledged sends (through ``nodes``, default all), by message id."""
+        names = None if nodes is None else {n.name for n in nodes}
+        return {
+            s.id: s for s in self.sent if s.id is not None and (names is None or s.node in names)
+        }
 
 
 # Checks ------------------------------------------------------------------------------------

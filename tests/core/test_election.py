@@ -1,0 +1,102 @@
+"""The bully election and fencing, driven by hand through the sans-I/O mesh."""
+
+from __future__ import annotations
+
+from chatd.core.node import Node, Role, Send
+from chatd.wire import Election, Heartbeat, UpdateCoordinator, Vote
+from tests.core.mesh import Mesh
+from tests.core.test_node import group
+
+
+def crash(mesh: Mesh, node: Node) -> None:
+    """Take a node away without a word, as kill -9 would."""
+    for link in [link for link in mesh.links if node.node_id in link]:
+        (other,) = link - {node.node_id}
+        mesh.disconnect(node.node_id, other)
+    del mesh.nodes[node.node_id]
+
+
+def run(mesh: Mesh, seconds: float, step: float = 0.05) -> None:
+    for _ in range(round(seconds / step)):
+        mesh.tick(step)
+        mesh.settle()
+
+
+def test_a_silent_coordinator_is_replaced_by_the_highest_survivor() -> None:
+    mesh = Mesh()
+    alice, bob, carol, dave = group(mesh, 9, 1, 5, 3)
+    run(mesh, 0.2)
+    crash(mesh, alice)
+    run(mesh, 1.5)
+    for node in (bob, carol, dave):
+        assert node.coordinator == carol.node_id
+        assert node.term == carol.term > 1
+        assert alice.node_id not in node.members
+    assert carol.role is Role.COORDINATOR
+    assert [n.role for n in (bob, dave)] == [Role.MEMBER, Role.MEMBER]
+    assert mesh.logged(bob, "coordinator.suspected") or mesh.logged(dave, "coordinator.suspected")
+    assert mesh.logged(carol, "coordinator.elected")
+    sent = mesh.send(bob, "after the election")
+    assert all(mesh.delivered[n.node_id][-1] == sent for n in (bob, carol, dave))
+
+
+def test_a_lower_candidate_is_outvoted_and_the_higher_node_takes_over() -> None:
+    mesh = Mesh()
+    _, bob, carol = group(mesh, 9, 1, 5)
+    run(mesh, 0.2)
+    effects = bob.frame_received(carol.node_id, Election(carol.node_id, 2), mesh.now)
+    assert effects == []  # elections go up, never down: bob ignores carol's
+    answer = carol.frame_received(bob.node_id, Election(bob.node_id, 2), mesh.now)
+    assert Send(bob.node_id, Vote(True, 2, carol.node_id)) in answer
+    assert carol.candidacy is not None  # carol stands herself, bully style
+
+
+def test_election_and_vote_from_a_non_member_are_refused() -> None:
+    mesh = Mesh()
+    _, bob, _ = group(mesh, 9, 1, 5)
+    stranger = mesh.add("mallory", seed=40)
+    mesh.connect(stranger, bob)
+    term = bob.term
+    assert bob.frame_received(stranger.node_id, Election(stranger.node_id, 50), mesh.now) == []
+    assert bob.frame_received(stranger.node_id, Vote(True, 50, stranger.node_id), mesh.now) == []
+    assert bob.term == term and bob.candidacy is None
+    reasons = [e["reason"] for e in mesh.logged(bob, "frame.refused")]
+    assert reasons.count("not a member") == 2
+
+
+def test_a_flood_of_elections_costs_one_term_and_one_answer_each() -> None:
+    mesh = Mesh()
+    alice, bob, _ = group(mesh, 9, 1, 5)
+    run(mesh, 0.2)
+    replies = []
+    for _ in range(1000):
+        replies += alice.frame_received(bob.node_id, Election(bob.node_id, 2), mesh.now)
+    assert alice.role is Role.COORDINATOR
+    assert alice.term == 3  # reasserted once over the candidate's term, then fenced
+    votes = [e for e in replies if isinstance(e, Send) and isinstance(e.frame, Vote)]
+    assert len(votes) == 1000
+
+
+def test_a_deposed_coordinator_is_fenced_and_follows_the_new_one() -> None:
+    mesh = Mesh()
+    alice, bob, carol = group(mesh, 9, 1, 5)
+    carol.frame_received(alice.node_id, UpdateCoordinator(bob.node_id, 7, "ws://b"), mesh.now)
+    assert (carol.coordinator, carol.term) == (bob.node_id, 7)
+    # alice, still in term 1, heartbeats carol: carol tells her who coordinates now.
+    answer = carol.frame_received(alice.node_id, Heartbeat(alice.node_id, 1, {}), mesh.now)
+    fence = [e.frame for e in answer if isinstance(e, Send) and e.peer == alice.node_id]
+    assert UpdateCoordinator(bob.node_id, 7, bob.me.public_address) in fence
+    alice.frame_received(carol.node_id, fence[0], mesh.now)
+    assert mesh.logged(alice, "coordinator.deposed")
+    # alice outranks bob, so having followed term 7 she stands and wins term 8 (bully).
+    assert alice.term == 8 and alice.role is Role.COORDINATOR
+
+
+def test_a_node_that_was_paused_suspects_nobody_for_its_own_silence() -> None:
+    mesh = Mesh()
+    alice, bob, _ = group(mesh, 9, 1, 5)
+    run(mesh, 0.2)
+    bob.tick(mesh.now + 5.0)  # bob's first look after a five-second stop
+    assert mesh.logged(bob, "node.paused")
+    assert not mesh.logged(bob, "coordinator.suspected")
+    assert bob.candidacy is None and bob.coordinator == alice.node_id
