@@ -137,8 +137,7 @@ def cmd_who(args: argparse.Namespace, client: Client) -> int:
         for member in members:
             out(render.json_line(member))
         return 0
-    status = client.status()  # who answers members only; the marks need status
-    for line in render.who_lines(members, status.coordinator, status.node_id):
+    for line in render.who_lines(members):
         out(line)
     return 0
 

@@ -32,7 +32,7 @@ from chatd.wire import (
     HistoryRequest,
     HistoryResponse,
     LeaveRequest,
-    MemberRecord,
+    MemberView,
     MessageView,
     Request,
     SendRequest,
@@ -166,7 +166,7 @@ class Client:
     def status(self) -> Status:
         return self._call(StatusRequest(), StatusResponse).status
 
-    def who(self) -> list[MemberRecord]:
+    def who(self) -> list[MemberView]:
         return self._call(WhoRequest(), WhoResponse).members
 
     def leave(self) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from chatd.wire import MemberRecord, MessageView, Status, encode
+from chatd.wire import MemberView, MessageView, Status, encode
 
 SHORT_ID = 12
 
@@ -91,15 +91,20 @@ def status_lines(status: Status) -> list[str]:
     return lines
 
 
-def who_lines(members: Iterable[MemberRecord], coordinator: str | None, me: str) -> list[str]:
-    """A table of members; ``*`` marks the coordinator, ``(you)`` the local node."""
-    rows = [("", "NODE-ID", "NAME", "ADDRESS")]
+def who_lines(members: Iterable[MemberView]) -> list[str]:
+    """A table of members; ``*`` marks the coordinator, ``(you)`` the local node; the link
+    from this node to each, with how long ago it was last heard."""
+    rows = [("", "NODE-ID", "NAME", "LINK", "ADDRESS")]
     for m in members:
-        mark = "*" if m.node_id == coordinator else ""
-        name = visible(m.name) + (" (you)" if m.node_id == me else "")
-        rows.append((mark, short(m.node_id), name, visible(m.address)))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        mark = "*" if m.role == "coordinator" else ""
+        name = visible(m.name) + (" (you)" if m.link == "self" else "")
+        link: str = "-" if m.link == "self" else m.link
+        if m.link == "up" and m.last_heard is not None:
+            link = f"up {m.last_heard:.1f}s"
+        rows.append((mark, short(m.node_id), name, link, visible(m.address)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return [
-        f"{mark:<{widths[0]}} {node:<{widths[1]}}  {name:<{widths[2]}}  {address}".rstrip()
-        for mark, node, name, address in rows
+        f"{mark:<{widths[0]}} {node:<{widths[1]}}  {name:<{widths[2]}}  {link:<{widths[3]}}  "
+        f"{address}".rstrip()
+        for mark, node, name, link, address in rows
     ]

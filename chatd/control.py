@@ -27,6 +27,7 @@ from chatd.wire import (
     HistoryRequest,
     HistoryResponse,
     LeaveRequest,
+    MemberView,
     MessageView,
     OkResponse,
     PeerView,
@@ -226,8 +227,7 @@ class ControlServer:
         return StatusResponse(status_of(self.runtime))
 
     async def _who(self, request: WhoRequest, stream: trio.SocketStream) -> Any:
-        node = self.runtime.node
-        return WhoResponse(sorted(node.members.values(), key=lambda m: m.node_id))
+        return WhoResponse(members_of(self.runtime))
 
     async def _leave(self, request: LeaveRequest, stream: trio.SocketStream) -> Any:
         self.log.info("control.leave")
@@ -257,6 +257,31 @@ def status_of(runtime: Runtime) -> Status:
         director=runtime.director_error or "ok",
         secure=runtime.secret is not None,
     )
+
+
+def members_of(runtime: Runtime) -> list[MemberView]:
+    node = runtime.node
+    now = runtime.now()
+    views = []
+    for member in sorted(node.members.values(), key=lambda m: m.node_id):
+        heard = node.last_heard.get(member.node_id)
+        views.append(
+            MemberView(
+                node_id=member.node_id,
+                name=member.name,
+                address=member.address,
+                public_address=member.public_address,
+                priority=member.priority,
+                role="coordinator" if member.node_id == node.coordinator else "member",
+                link="self"
+                if member.node_id == node.node_id
+                else "up"
+                if member.node_id in node.peers
+                else "down",
+                last_heard=None if heard is None else round(now - heard, 3),
+            )
+        )
+    return views
 
 
 def _error(code: str, message: str) -> ErrorResponse:

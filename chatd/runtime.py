@@ -8,6 +8,7 @@ every transition.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -117,10 +118,8 @@ class Runtime:
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._nursery is None:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the node is stopping: no new tasks
             self._nursery.start_soon(fn, *args)
-        except RuntimeError:
-            pass  # the node is stopping: its nursery takes no new tasks
 
     def _publish(self, message: Message) -> None:
         for subscriber in list(self._subscribers):

@@ -88,6 +88,24 @@ class MessageView:
 
 
 @frozen
+class MemberView:
+    """A member as ``who`` shows it: its record, its role, and the link to it from here.
+
+    ``link`` is ``self`` (this node), ``up`` or ``down``; ``last-heard`` is in seconds, or
+    null when nothing was heard from it yet.
+    """
+
+    node_id: str
+    name: str
+    address: str
+    public_address: str
+    priority: int
+    role: Literal["coordinator", "member"]
+    link: Literal["self", "up", "down"]
+    last_heard: float | None = None
+
+
+@frozen
 class PeerView:
     """A connected peer and how long ago it was last heard from."""
 
@@ -151,7 +169,7 @@ class StatusResponse:
 
 @frozen
 class WhoResponse:
-    members: list[MemberRecord]
+    members: list[MemberView]
     ok: bool = True
 
 

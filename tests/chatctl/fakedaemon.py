@@ -22,6 +22,7 @@ from chatd.wire import (
     ErrorResponse,
     HistoryResponse,
     MemberRecord,
+    MemberView,
     MessageView,
     OkResponse,
     PeerView,
@@ -53,6 +54,24 @@ MEMBERS = [
     MemberRecord(ALICE, "alice", "ws://127.0.0.1:9001", "ws://alice.example:9001", 5),
     MemberRecord(BOB, "bob", "ws://127.0.0.1:9002", "ws://bob.example:9002"),
     MemberRecord(CAROL, "carol", "ws://127.0.0.1:9003", "ws://carol.example:9003"),
+]
+MEMBER_VIEWS = [
+    MemberView(
+        ALICE,
+        "alice",
+        "ws://127.0.0.1:9001",
+        "ws://alice.example:9001",
+        5,
+        "coordinator",
+        "up",
+        0.25,
+    ),
+    MemberView(
+        BOB, "bob", "ws://127.0.0.1:9002", "ws://bob.example:9002", 0, "member", "self", None
+    ),
+    MemberView(
+        CAROL, "carol", "ws://127.0.0.1:9003", "ws://carol.example:9003", 0, "member", "down", 4.0
+    ),
 ]
 STATUS = Status(
     node_id=BOB,
@@ -108,7 +127,7 @@ def default_replies() -> dict[str, Reply]:
         "tail": _tail,
         "history": lambda _: Answer([line(HistoryResponse(MESSAGES))]),
         "status": lambda _: Answer([line(StatusResponse(STATUS))]),
-        "who": lambda _: Answer([line(WhoResponse(MEMBERS))]),
+        "who": lambda _: Answer([line(WhoResponse(MEMBER_VIEWS))]),
         "leave": lambda _: Answer([line(OkResponse())], close=True),
     }
 

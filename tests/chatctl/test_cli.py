@@ -13,7 +13,7 @@ from chatctl.__main__ import build_parser, main
 from chatd.wire import ERROR_CODES, HistoryResponse, MessageView, OkResponse, unstructure
 from tests.chatctl.conftest import set_tz
 from tests.chatctl.fakedaemon import (
-    MEMBERS,
+    MEMBER_VIEWS,
     MESSAGES,
     STATUS,
     Answer,
@@ -175,18 +175,18 @@ def test_status_json_is_one_status_object(daemon: FakeDaemon, capsys: Capture) -
 
 def test_who_table_marks_coordinator_and_self(daemon: FakeDaemon, capsys: Capture) -> None:
     assert run(daemon, "who") == 0
-    assert [r["op"] for r in daemon.requests] == ["who", "status"]
+    assert [r["op"] for r in daemon.requests] == ["who"]
     assert capsys.readouterr().out.splitlines() == [
-        "  NODE-ID       NAME       ADDRESS",
-        "* a1a1a1a1a1a1  alice      ws://127.0.0.1:9001",
-        "  b2b2b2b2b2b2  bob (you)  ws://127.0.0.1:9002",
-        "  c3c3c3c3c3c3  carol      ws://127.0.0.1:9003",
+        "  NODE-ID       NAME       LINK     ADDRESS",
+        "* a1a1a1a1a1a1  alice      up 0.2s  ws://127.0.0.1:9001",
+        "  b2b2b2b2b2b2  bob (you)  -        ws://127.0.0.1:9002",
+        "  c3c3c3c3c3c3  carol      down     ws://127.0.0.1:9003",
     ]
 
 
 def test_who_json_one_member_per_line(daemon: FakeDaemon, capsys: Capture) -> None:
     assert run(daemon, "who", "--json") == 0
-    assert jsonl(capsys.readouterr().out) == [unstructure(m) for m in MEMBERS]
+    assert jsonl(capsys.readouterr().out) == [unstructure(m) for m in MEMBER_VIEWS]
 
 
 def test_leave(daemon: FakeDaemon, capsys: Capture) -> None:

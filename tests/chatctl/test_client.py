@@ -21,7 +21,7 @@ from chatctl.client import (
 )
 from chatd.wire import MessageView, OkResponse, StatusRequest
 from tests.chatctl.fakedaemon import (
-    MEMBERS,
+    MEMBER_VIEWS,
     MESSAGES,
     STATUS,
     Answer,
@@ -34,7 +34,7 @@ from tests.chatctl.fakedaemon import (
 def test_typed_calls_share_one_connection(daemon: FakeDaemon) -> None:
     with connect(daemon.path) as c:
         assert c.status() == STATUS
-        assert c.who() == MEMBERS
+        assert c.who() == MEMBER_VIEWS
         assert c.history() == MESSAGES
         assert c.send("yo").message == "yo"
         assert c.request(StatusRequest())["ok"] is True

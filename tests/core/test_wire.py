@@ -34,6 +34,7 @@ from chatd.wire import (
     Leave,
     LeaveRequest,
     MemberRecord,
+    MemberView,
     Message,
     MessageView,
     NodeRegistration,
@@ -157,7 +158,14 @@ GOLDEN_BODIES: list[tuple[Any, str]] = [
     (SendResponse(MessageView.of(MESSAGE)), '{"message":' + VIEW_JSON + ',"ok":true}'),
     (HistoryResponse([MessageView.of(MESSAGE)]), '{"messages":[' + VIEW_JSON + '],"ok":true}'),
     (StatusResponse(STATUS), '{"status":' + STATUS_JSON + ',"ok":true}'),
-    (WhoResponse([MEMBER]), '{"members":[' + MEMBER_JSON + '],"ok":true}'),
+    (
+        WhoResponse(
+            [MemberView("n1", "alice", "ws://a:1", "ws://a.example:1", 2, "coordinator", "up", 0.5)]
+        ),
+        '{"members":[{"node-id":"n1","name":"alice","address":"ws://a:1",'
+        '"public-address":"ws://a.example:1","priority":2,"role":"coordinator","link":"up",'
+        '"last-heard":0.5}],"ok":true}',
+    ),
     # Director bodies.
     (RECORD, RECORD_JSON),
     (
