@@ -123,13 +123,14 @@ def one_run(number: int, nodes_count: int, interval: float, after: float) -> dic
                 director_named: str | None = None
                 deadline = killed + 20
                 while (agreed_s is None or director_s is None) and time.monotonic() < deadline:
-                    now = time.monotonic()
                     if agreed_s is None:
+                        now = time.monotonic()  # resolution: one poll period (~10-20 ms)
                         views = statuses(survivor_clients)
                         leaders = {v["coordinator"] for v in views}
                         if len(leaders) == 1 and old.node_id not in leaders and None not in leaders:
                             agreed_s, new = now - killed, leaders.pop()
                     if director_s is None:
+                        now = time.monotonic()
                         code, record = http_get(director.url + "/", timeout=1.0)
                         if code == 200 and record["node-id"] != old.node_id:
                             director_s, director_named = now - killed, record["node-id"]

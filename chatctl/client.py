@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -173,15 +173,24 @@ class Client:
         """Ask the node to leave the discussion and exit."""
         self.request(LeaveRequest())
 
-    def tail(self, last: int = 10, follow: bool = False) -> Generator[MessageView, None, None]:
+    def tail(self, last: int = 10, follow: bool = False) -> Iterator[MessageView]:
         """The last ``last`` delivered messages, then (``follow``) each new one as delivered.
 
-        Without ``follow`` the stream ends when chatd closes it, and each line must come
-        within the timeout; with ``follow`` it blocks until chatd closes (``ConnectionLost``)
-        or the caller stops iterating. The connection cannot be reused afterwards.
+        The request is made at once, so the stream includes every message delivered from
+        this call on, however late the caller starts reading. Without ``follow`` the
+        stream ends when chatd closes it, and each line must come within the timeout; with
+        ``follow`` it blocks until chatd closes (``ConnectionLost``) or the caller stops
+        iterating. The connection cannot be reused afterwards.
         """
         try:
             self.request(TailRequest(follow=follow, last=last))
+        except BaseException:
+            self.close()
+            raise
+        return self._tail_lines(follow)
+
+    def _tail_lines(self, follow: bool) -> Generator[MessageView, None, None]:
+        try:
             while True:
                 line = self._readline(None if follow else self._deadline())
                 if line is None:

@@ -154,9 +154,17 @@ def flowing(traffic: Traffic, more: int, timeout: float = SETTLE) -> None:
     wait_until(lambda: len(traffic.acked()) >= target, timeout, f"{more} more sends acknowledged")
 
 
-def check_no_text_logged(cluster: Cluster) -> None:
+def check_logs(cluster: Cluster) -> None:
+    """No message text in any log line; no error logged and no frame that broke a node."""
     leaked = [line for line in cluster.log_lines() if MARKER in line]
     assert leaked == [], f"message text in the logs: {leaked[:3]}"
+    for process in cluster.processes:
+        bad = [
+            e
+            for e in process.events()
+            if e.get("level") in ("error", "critical") or e.get("event") == "frame.failed"
+        ]
+        assert bad == [], f"{process.label} logged {bad[:3]}"
 
 
 # The tests -----------------------------------------------------------------------------------
@@ -195,7 +203,7 @@ def test_coordinator_killed_during_traffic(tmp_path: Path) -> None:
             raise AssertionError(f"missing per node: {missing(survivors, acked)}") from None
         assert {m["id"] for m in messages} == acked
         assert expected.find_events("coordinator.elected")
-        check_no_text_logged(cluster)
+        check_logs(cluster)
 
 
 def check_one_coordinator(nodes: Sequence[Node], leader: Node, term: int, samples: int = 5) -> None:
@@ -260,7 +268,7 @@ def test_paused_coordinator_is_replaced_then_reelected(tmp_path: Path) -> None:
         ids = set(traffic.acked())
         ids |= {send(n.socket, f"{MARKER} after the pause from {n.name}")["id"] for n in nodes}
         settled_histories(nodes, ids)
-        check_no_text_logged(cluster)
+        check_logs(cluster)
 
 
 def test_paused_member_is_dropped_then_rejoins(tmp_path: Path) -> None:
@@ -282,7 +290,7 @@ def test_paused_member_is_dropped_then_rejoins(tmp_path: Path) -> None:
 
         ids = {send(n.socket, f"{MARKER} after the pause from {n.name}")["id"] for n in nodes}
         settled_histories(nodes, ids)
-        check_no_text_logged(cluster)
+        check_logs(cluster)
 
 
 def test_director_restart_keeps_the_discussion(tmp_path: Path) -> None:
@@ -304,6 +312,11 @@ def test_director_restart_keeps_the_discussion(tmp_path: Path) -> None:
         }
         settled_histories(nodes, ids)
 
+        # A newcomer asking while the director is down retries; when the director is back
+        # it may ask before the coordinator re-registered: the grace must keep it from
+        # starting a second discussion (it is told to wait, then joins).
+        early = cluster.spawn_node("erin", director.url, extra=["--priority", "1"])
+        early.wait_event("director.failed")
         restarted = cluster.start_director(port=port, startup_grace=None)  # default grace: 3 s
         ready_at = time.monotonic()
 
@@ -316,15 +329,19 @@ def test_director_restart_keeps_the_discussion(tmp_path: Path) -> None:
         print(f"re-registered {reregistered_after:.2f}s after the director was ready")
         assert reregistered_after < 2.5
         wait_until(lambda: status(leader.socket)["director"] == "ok", 5, "director ok again")
+        assert leader.find_events("director.failed") and leader.find_events("director.recovered")
 
-        newcomer = cluster.spawn_node("dave", restarted.url, extra=["--priority", "5"]).wait_ready()
-        everyone = [*nodes, newcomer]
+        late = cluster.spawn_node("dave", restarted.url, extra=["--priority", "5"])
+        newcomers = [early.wait_ready(), late.wait_ready()]
+        print(f"{early.name} was told to wait: {bool(early.find_events('join.waiting'))}")
+        everyone = [*nodes, *newcomers]
         after = agreement(everyone, coordinator=leader)
         assert after[0]["term"] == before[0]["term"]
-        assert not newcomer.find_events("discussion.started"), newcomer.describe()
-        ids.add(send(newcomer.socket, f"{MARKER} hello from the newcomer")["id"])
+        for newcomer in newcomers:
+            assert not newcomer.find_events("discussion.started"), newcomer.describe()
+            ids.add(send(newcomer.socket, f"{MARKER} hello from {newcomer.name}")["id"])
         settled_histories(everyone, ids)
-        check_no_text_logged(cluster)
+        check_logs(cluster)
 
 
 def test_two_members_killed_at_once(tmp_path: Path) -> None:
@@ -356,4 +373,4 @@ def test_two_members_killed_at_once(tmp_path: Path) -> None:
         acked = set(traffic.acked())
         messages = settled_histories(survivors, acked)
         assert {m["id"] for m in messages} == acked
-        check_no_text_logged(cluster)
+        check_logs(cluster)
