@@ -37,6 +37,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", choices=sorted(PROFILES), default="lan", help="timer profile")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--bench-trace",
+        action="store_true",
+        help="benchmarks only: print a JSON line with a monotonic timestamp per delivery",
+    )
     return p
 
 
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         socket=resolve_socket_path(args.socket, os.environ, os.getuid()),
         socket_explicit=bool(args.socket or os.environ.get("CHATD_SOCKET")),
         secret=secret,
+        bench_trace=args.bench_trace,
     )
     try:
         return trio.run(run_chatd, options, PROFILES[args.profile], chat_log.get_logger())

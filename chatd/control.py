@@ -256,6 +256,7 @@ def status_of(runtime: Runtime) -> Status:
         ],
         director=runtime.director_error or "ok",
         secure=runtime.secret is not None,
+        counters=dict(node.counters),
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from chatd.identity import Identity
 from chatd.notify import sd_notify
 from chatd.runtime import Runtime
 from chatd.transport import Channel, WebSocketTransport
-from chatd.wire import MemberRecord
+from chatd.wire import MemberRecord, Message
 
 
 @frozen
@@ -38,6 +40,7 @@ class Options:
     socket: Path
     socket_explicit: bool
     secret: bytes | None
+    bench_trace: bool = False
 
 
 async def run_chatd(options: Options, config: Config, log: Any) -> int:
@@ -70,6 +73,8 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             runtime = Runtime(
                 node, transport, director, (DirectorError,), options.secret, config, rng
             )
+            if options.bench_trace:
+                runtime.on_deliver = trace_delivery
             holder.append(runtime)
             started.set()
             await nursery.start(ControlServer(runtime, options.socket, node.log).serve)
@@ -93,6 +98,15 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             await director.aclose()
     log.info("node.stopped")
     return 0
+
+
+def trace_delivery(message: Message) -> None:
+    """One JSON line per delivery on stdout, stamped with the host's monotonic clock, so
+    a benchmark measures latency inside the node. Ids only, never text."""
+    sys.stdout.write(
+        f'{{"event":"bench.delivered","id":"{message.id}","t-ns":{time.monotonic_ns()}}}\n'
+    )
+    sys.stdout.flush()
 
 
 async def _watch_signals(runtime: Runtime, scope: trio.CancelScope, node: Node) -> None:

@@ -87,6 +87,8 @@ class Runtime:
         self._links_gone = trio.Event()
         self._register_lock = trio.Lock()  # one director registration at a time
         self._nursery: trio.Nursery | None = None
+        # Benchmark hook (``chatd --bench-trace``): called with every delivered message.
+        self.on_deliver: Callable[[Message], None] | None = None
 
     # Effects -----------------------------------------------------------------------------
 
@@ -122,6 +124,8 @@ class Runtime:
             self._nursery.start_soon(fn, *args)
 
     def _publish(self, message: Message) -> None:
+        if self.on_deliver is not None:
+            self.on_deliver(message)
         for subscriber in list(self._subscribers):
             try:
                 subscriber.send_nowait(message)

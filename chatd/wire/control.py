@@ -130,6 +130,7 @@ class Status:
     peers: list[PeerView] = field(factory=list)
     director: str = ""
     secure: bool = True
+    counters: dict[str, int] = field(factory=dict)
 
 
 @frozen
