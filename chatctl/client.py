@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -173,7 +173,7 @@ class Client:
         """Ask the node to leave the discussion and exit."""
         self.request(LeaveRequest())
 
-    def tail(self, last: int = 10, follow: bool = False) -> Iterator[MessageView]:
+    def tail(self, last: int = 10, follow: bool = False) -> Generator[MessageView, None, None]:
         """The last ``last`` delivered messages, then (``follow``) each new one as delivered.
 
         The request is made at once, so the stream includes every message delivered from
