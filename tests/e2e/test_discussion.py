@@ -259,6 +259,11 @@ def test_tail_follow_shows_each_message_once_in_causal_order(discussion: Discuss
     assert all(m == by_id[m["id"]] for m in shown)
 
 
+def priority_of(status: dict[str, Any]) -> int:
+    (me,) = [m for m in status["members"] if m["node-id"] == status["node-id"]]
+    return int(me["priority"])
+
+
 def test_late_joiner_gets_the_whole_history(discussion: Discussion) -> None:
     nodes = discussion.live
     assert len(nodes) == 3
@@ -273,7 +278,9 @@ def test_late_joiner_gets_the_whole_history(discussion: Discussion) -> None:
     dave = discussion.cluster.spawn_node("dave", discussion.director.url).wait_ready()
     discussion.live.append(dave)
     statuses = wait_for_agreement(discussion.live)
-    assert statuses[-1]["role"] == "member"
+    # dave is in; if his (priority, node-id) is the highest, the bully makes him coordinator.
+    highest = max(statuses, key=lambda s: (priority_of(s), s["node-id"]))
+    assert [s["role"] == "coordinator" for s in statuses] == [s is highest for s in statuses]
     wait_until(
         lambda: history(dave.socket) == reference,
         DEFAULT_TIMEOUT,
