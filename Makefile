@@ -4,18 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean bench bench-quick
 
 demo: $(STAMP)
 	$(BIN)/python -m chatd.demo $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/ruff check chatd chatctl director tests
+	$(BIN)/ruff check chatd chatctl director tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check chatd chatctl director tests
+	$(BIN)/ruff check chatd chatctl director tests bench
 	$(BIN)/mypy
 
 venv: $(STAMP)
@@ -25,6 +25,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# Benchmarks against ngIRCd and the floor (bench/README.md); bench-quick is CI's smoke run.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+bench: $(BENCH_STAMP)
+	sh bench/setup.sh
+	$(BIN)/python -m bench $(ARGS)
+
+bench-quick: $(BENCH_STAMP)
+	sh bench/setup.sh
+	$(BIN)/python -m bench --quick $(ARGS)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV)

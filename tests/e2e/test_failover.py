@@ -158,6 +158,38 @@ def flowing(traffic: Traffic, more: int, timeout: float = SETTLE) -> None:
     wait_until(lambda: len(traffic.acked()) >= target, timeout, f"{more} more sends acknowledged")
 
 
+def elections(cluster: Cluster) -> str:
+    """Every process's election and director events, for failure messages."""
+    names = {
+        "coordinator.suspected",
+        "election.started",
+        "election.outvoted",
+        "coordinator.elected",
+        "term.changed",
+        "coordinator.deposed",
+        "member.failed",
+        "member.dropped",
+        "node.paused",
+        "director.failed",
+        "director.recovered",
+        "director.refused",
+        "join.waiting",
+        "join.started",
+        "join.completed",
+        "discussion.started",
+        "director.coordinator.registered",
+        "director.node.advised",
+    }
+    lines = [
+        f"{e.get('timestamp', '')} {p.label} {e['event']} "
+        + " ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "timestamp", "level"))
+        for p in cluster.processes
+        for e in p.events()
+        if e.get("event") in names
+    ]
+    return "\n".join(sorted(lines))
+
+
 def check_logs(cluster: Cluster) -> None:
     """No message text in any log line; no error logged and no frame that broke a node."""
     leaked = [line for line in cluster.log_lines() if MARKER in line]
@@ -340,7 +372,7 @@ def test_director_restart_keeps_the_discussion(tmp_path: Path) -> None:
         print(f"{early.name} was told to wait: {bool(early.find_events('join.waiting'))}")
         everyone = [*nodes, *newcomers]
         after = agreement(everyone, coordinator=leader)
-        assert after[0]["term"] == before[0]["term"]
+        assert after[0]["term"] == before[0]["term"], elections(cluster)
         for newcomer in newcomers:
             assert not newcomer.find_events("discussion.started"), newcomer.describe()
             ids.add(send(newcomer.socket, f"{MARKER} hello from {newcomer.name}")["id"])
