@@ -15,6 +15,9 @@ class Config:
     # A coordinator (or, for the coordinator, a member) not heard from for this long is
     # taken for dead: 7 missed heartbeats, so one slow scheduling round is not a failure.
     failure_timeout: float = 0.75
+    # A node behind a peer asks it for the rest at most this often, so an answer still in
+    # flight is not asked for again.
+    repair_interval: float = 0.5
     # A candidate waits this long for a higher node's vote before it takes over.
     election_timeout: float = 0.2
     # After a higher node voted, wait this long for its announcement, then elect again.
@@ -54,6 +57,7 @@ LAN = Config()
 TEST = evolve(
     LAN,
     heartbeat_interval=0.05,
+    repair_interval=0.25,
     failure_timeout=0.3,
     election_timeout=0.1,
     announce_timeout=0.3,

@@ -507,13 +507,15 @@ class Node:
         return effects + self._compare_digest(peer, beat, now)
 
     def _compare_digest(self, peer: str, beat: Heartbeat, now: float) -> list[Effect]:
+        if self.role is Role.JOINING and not self.has_joined:
+            return []  # the join brings the whole history; asking too would fetch it twice
         mine = self.buffer.delivered
         behind = any(count > mine.get(node, 0) for node, count in beat.digest.items())
         if not behind:
             return []
         last = self._last_request.get(peer)
-        if last is not None and now - last < self.config.heartbeat_interval:
-            return []
+        if last is not None and now - last < self.config.repair_interval:
+            return []  # an answer may still be on its way
         self._last_request[peer] = now
         self.log.info("repair.requested", peer=peer)
         return [Send(peer, DiscussionRequest(self.delivered_clock()))]
