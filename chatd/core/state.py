@@ -1,0 +1,162 @@
+"""A node's state and the queries on it, shared by the node's handler modules."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+from chatd.config import Config
+from chatd.core.delivery import CausalBuffer
+from chatd.core.effects import Effect, Role
+from chatd.core.election import Candidacy, Phase, Rank
+from chatd.core.history import History
+from chatd.identity import Identity
+from chatd.wire import (
+    CoordinatorRecord,
+    Frame,
+    Hello,
+    MemberRecord,
+    Nodes,
+)
+
+
+class NodeState:
+    def __init__(
+        self,
+        me: MemberRecord,
+        ident: Identity,
+        config: Config,
+        rng: random.Random,
+        log: Any,
+    ) -> None:
+        self.me = me
+        self.identity = ident
+        self.config = config
+        self.rng = rng
+        self._log = log
+        self.role = Role.JOINING
+        self.term = 0
+        self.coordinator: str | None = None
+        self.coordinator_address: str | None = None
+        self.members: dict[str, MemberRecord] = {}
+        self.overlay: dict[str, list[str]] = {}
+        self.peers: dict[str, Hello] = {}  # authenticated, connected peers
+        self.last_heard: dict[str, float] = {}
+        self.buffer = CausalBuffer()
+        self.history = History()
+        self.candidacy: Candidacy | None = None
+        self.has_joined = False  # once in a discussion, a node holds its history for good
+        self._max_term = 0  # highest term seen in any election or claim
+        self._coordinator_since = 0.0
+        self._admitted: dict[str, float] = {}
+        self._last_tick: float | None = None
+        self._next_heartbeat = 0.0
+        self._next_register = 0.0
+        self._last_request: dict[str, float] = {}
+        self._last_fence: dict[str, float] = {}
+        self._membership_version = 0  # as coordinator: changes made in this term
+        self._nodes_seen = (0, 0)  # (term, version) of the latest ``nodes`` taken
+        # Cheap running totals for status and benchmarks (no per-message log lines).
+        self.counters: Counter[str] = Counter()
+
+    @property
+    def log(self) -> Any:
+        """The node's logger with the current term bound."""
+        return self._log.bind(term=self.term)
+
+    # Queries ---------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self.me.node_id
+
+    @property
+    def ready(self) -> bool:
+        return self.role in (Role.MEMBER, Role.COORDINATOR)
+
+    def neighbours(self) -> list[str]:
+        return self.overlay.get(self.node_id, [])
+
+    def wanted_peers(self) -> set[str]:
+        """Peers this node wants a link with: all members for the coordinator, else the
+        overlay neighbours and the coordinator."""
+        if self.role is Role.LEAVING:
+            return set()
+        if self.role is Role.COORDINATOR:
+            return set(self.members) - {self.node_id}
+        wanted = set(self.neighbours())
+        if self.coordinator is not None and self.coordinator != self.node_id:
+            wanted.add(self.coordinator)
+        if self.candidacy is not None and self.candidacy.phase is Phase.VOTING:
+            wanted |= self._higher_members()
+        return wanted
+
+    def rank(self, node_id: str) -> Rank:
+        member = self.members.get(node_id)
+        return (member.priority if member is not None else 0, node_id)
+
+    def _higher_members(self) -> set[str]:
+        mine = self.rank(self.node_id)
+        return {m for m in self.members if m != self.node_id and self.rank(m) > mine}
+
+    def dials(self) -> dict[str, str]:
+        """Peers this node must dial itself, with their public address.
+
+        Members dial the coordinator; between two members the lower node-id dials, so
+        each link is opened from one end only.
+        """
+        out: dict[str, str] = {}
+        for peer in self.wanted_peers():
+            if peer == self.coordinator:
+                address = self.coordinator_address
+                if peer in self.members:
+                    address = self.members[peer].public_address
+                if address is not None:
+                    out[peer] = address
+            elif self.role is Role.COORDINATOR or peer not in self.members:
+                continue
+            elif self.node_id < peer or peer not in self.neighbours():
+                # The second case: a candidate's link to a higher member off the overlay.
+                out[peer] = self.members[peer].public_address
+        return out
+
+    def delivered_clock(self) -> dict[str, int]:
+        return dict(self.buffer.delivered)
+
+    def next_deadline(self) -> float:
+        deadline = self._next_heartbeat
+        if self.role is Role.COORDINATOR:
+            deadline = min(deadline, self._next_register)
+        if self.candidacy is not None:
+            deadline = min(deadline, self.candidacy.deadline)
+        return deadline
+
+    def coordinator_record(self) -> CoordinatorRecord:
+        return CoordinatorRecord(
+            node_id=self.node_id,
+            address=self.me.address,
+            public_address=self.me.public_address,
+            term=self.term,
+        )
+
+    def _refuse(self, peer: str, frame: Frame, reason: str) -> list[Effect]:
+        self.log.warning("frame.refused", peer=peer, type=frame.TYPE, reason=reason)
+        return []
+
+    def _nodes_frame(self) -> Nodes:
+        return Nodes(
+            node=sorted(self.members.values(), key=lambda m: m.node_id),
+            neighbours=self.overlay,
+            term=self.term,
+            coordinator=self.node_id,
+            version=self._membership_version,
+        )
+
+    # Implemented by the handler modules, each of which calls one of the other's.
+
+    def _fence(self, peer: str, now: float) -> list[Effect]:
+        raise NotImplementedError
+
+    def _send_discussion(self, peer: str, clock: dict[str, int]) -> list[Effect]:
+        raise NotImplementedError
