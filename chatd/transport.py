@@ -118,8 +118,13 @@ class WebSocketTransport:
 
     async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async def on_request(request: WebSocketRequest) -> None:
-            ws = await request.accept()
-            end = ws.remote
+            # The client may be gone already (a dial called off mid-handshake, a reset):
+            # that ends this connection only. Raised here, it would stop the whole server.
+            try:
+                ws = await request.accept()
+                end = ws.remote
+            except (ConnectionClosed, OSError):
+                return
             remote = end if isinstance(end, str) else f"{end.address}:{end.port}"
             await handler(WebSocketChannel(ws, remote))
 

@@ -66,8 +66,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with Cluster(root) as cluster:
         with overall_deadline(40, "starting the discussion"):
             director = cluster.start_director(insecure=True)
-            # alice first, so that she is the coordinator.
-            alice = cluster.spawn_node("alice", director.url).wait_ready()
+            # alice first and highest, so that she is and stays the coordinator (a higher
+            # joiner would take over: bully).
+            alice = cluster.spawn_node(
+                "alice", director.url, extra=["--priority", "10"]
+            ).wait_ready()
             wait_until(
                 lambda: status(alice.socket)["role"] == "coordinator",
                 DEFAULT_TIMEOUT,

@@ -15,7 +15,11 @@ message per node every 50 ms, every answer recorded); checks use the real ``chat
 
 from __future__ import annotations
 
+import base64
+import os
 import signal
+import socket
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -417,4 +421,33 @@ def test_two_members_killed_at_once(tmp_path: Path) -> None:
         acked = set(traffic.acked())
         messages = settled_histories(survivors, acked)
         assert {m["id"] for m in messages} == acked
+        check_logs(cluster)
+
+
+def test_peer_vanishing_mid_handshake_does_not_kill_the_node(tmp_path: Path) -> None:
+    """A dial called off during an election closes its connection at any point of the
+    websocket handshake; the listening node must only lose that connection. Here a client
+    sends the upgrade request and resets the connection (RST) a moment later, many times."""
+    with Cluster(tmp_path) as cluster:
+        director = cluster.start_director()
+        (alice,) = cluster.start_nodes(director.url, ["alice"])
+        port = int(status(alice.socket)["address"].rsplit(":", 1)[1])
+        for attempt in range(300):
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            except OSError as exc:
+                raise AssertionError(
+                    f"alice stopped listening after {attempt} resets ({exc})\n{alice.describe(5)}"
+                ) from None
+            with conn:
+                key = base64.b64encode(os.urandom(16)).decode()
+                conn.sendall(
+                    f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+                )
+                time.sleep((0.0, 0.0005, 0.001, 0.002)[attempt % 4])  # vary the moment
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            assert alice.alive, f"died after {attempt + 1} resets\n{alice.describe()}"
+        assert status(alice.socket)["role"] == "coordinator" and alice.alive
         check_logs(cluster)
