@@ -86,6 +86,24 @@ async def scenario(
         yield cluster, members, watch, traffic
 
 
+async def crash_coordinator_until_an_election_starts(
+    cluster: Cluster, members: list[ClusterNode]
+) -> list[ClusterNode]:
+    """Crash the coordinator; return the survivors once one of them stands or has won."""
+    old = coordinator_of(members)
+    survivors = [m for m in members if m is not old]
+    cluster.crash(old)
+    await cluster.wait_until(
+        lambda: (
+            any(m.node.candidacy is not None for m in survivors)
+            or any(m.node.role is Role.COORDINATOR for m in survivors)
+        ),
+        "an election starts",
+        within=5,
+    )
+    return survivors
+
+
 def coordinator_of(members: list[ClusterNode]) -> ClusterNode:
     return next(m for m in members if m.node.role is Role.COORDINATOR)
 
@@ -151,17 +169,7 @@ async def test_coordinator_crash_then_the_winner_dies_mid_election(
     autojump_clock: trio.testing.MockClock, seed: int
 ) -> None:
     async with scenario(seed, ["a", "b", "c", "d", "e"]) as (cluster, members, watch, traffic):
-        old = coordinator_of(members)
-        survivors = [m for m in members if m is not old]
-        cluster.crash(old)
-        await cluster.wait_until(
-            lambda: (
-                any(m.node.candidacy is not None for m in survivors)
-                or any(m.node.role is Role.COORDINATOR for m in survivors)
-            ),
-            "an election starts",
-            within=5,
-        )
+        survivors = await crash_coordinator_until_an_election_starts(cluster, members)
         doomed = highest(survivors)
         cluster.crash(doomed)
         survivors.remove(doomed)
@@ -236,17 +244,7 @@ async def test_a_higher_node_joining_during_an_election_wins(
     autojump_clock: trio.testing.MockClock, seed: int
 ) -> None:
     async with scenario(seed, ["a", "b", "c", "d"]) as (cluster, members, watch, traffic):
-        old = coordinator_of(members)
-        survivors = [m for m in members if m is not old]
-        cluster.crash(old)
-        await cluster.wait_until(
-            lambda: (
-                any(m.node.candidacy is not None for m in survivors)
-                or any(m.node.role is Role.COORDINATOR for m in survivors)
-            ),
-            "an election starts",
-            within=5,
-        )
+        survivors = await crash_coordinator_until_an_election_starts(cluster, members)
         newcomer = await cluster.add("boss", priority=10)
         await converge(cluster, [*survivors, newcomer], watch, traffic)
         assert coordinator_of([*survivors, newcomer]) is newcomer

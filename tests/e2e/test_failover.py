@@ -1,5 +1,5 @@
-"""Failures among real processes: a crashed or paused coordinator, a director restart,
-two members crashing at once.
+"""Failures among real processes: a crashed or paused coordinator, a paused member, a
+director restart, two members crashing at once, a peer vanishing mid-handshake.
 
 Each test starts its own director and nodes (``--profile lan``: heartbeat 0.1 s, failure
 timeout 0.75 s) and checks what the design promises across the failure: one coordinator
