@@ -137,6 +137,10 @@ class Coordination(NodeState):
         term = max(self.term, self._max_term) + 1
         self._max_term = term
         higher = self._higher_members()
+        if self._coordinator_silent(now):
+            # Bully asks every higher node, but waiting on the one taken for dead only
+            # costs election_timeout; if it was merely slow it will bully back.
+            higher.discard(self.coordinator or "")
         self.log.info("election.started", candidate_term=term, higher=len(higher))
         if not higher:
             return self._become_coordinator(term, now, "highest live node")
