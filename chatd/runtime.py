@@ -129,10 +129,12 @@ class Runtime:
         for subscriber in list(self._subscribers):
             try:
                 subscriber.send_nowait(message)
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            except trio.WouldBlock:
                 self._subscribers.discard(subscriber)
                 subscriber.close()
-                self.log.warning("tail.dropped", reason="subscriber too slow or gone")
+                self.log.warning("tail.dropped", reason="the client reads too slowly")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.discard(subscriber)  # the client has gone
 
     def subscribe(self) -> trio.MemoryReceiveChannel[Message]:
         """A stream of every message delivered from now on; closed if it falls behind."""
