@@ -9,14 +9,16 @@ from chatd.wire import MAX_FRAME_BYTES, MAX_TEXT_BYTES
 
 @frozen
 class Config:
-    # Every interval a node sends a heartbeat to each peer it is linked to: liveness, and
-    # its delivered clock for anti-entropy (a peer that is behind asks for what it misses).
+    # Every interval the coordinator and each member send each other a heartbeat: liveness,
+    # and the delivered clock for anti-entropy (a peer that is behind asks for the rest).
+    # Between other linked peers the heartbeat goes every repair_interval.
     heartbeat_interval: float = 0.1
     # A coordinator (or, for the coordinator, a member) not heard from for this long is
     # taken for dead: 7 missed heartbeats, so one slow scheduling round is not a failure.
     failure_timeout: float = 0.75
-    # A node behind a peer asks it for the rest at most this often, so an answer still in
-    # flight is not asked for again.
+    # Heartbeats between members (the anti-entropy digest) go this often; a node behind a
+    # peer asks it for the rest at most this often, so an answer in flight is not asked
+    # for again.
     repair_interval: float = 0.5
     # A candidate waits this long for a higher node's vote before it takes over.
     election_timeout: float = 0.2

@@ -141,8 +141,17 @@ class Node(Messaging, Coordination):
         self._last_tick = now
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_interval
+            # Failure detection needs only the coordinator's links at this rate; the other
+            # links carry the anti-entropy digest every repair_interval.
+            gossip = now >= self._next_gossip
+            if gossip:
+                self._next_gossip = now + self.config.repair_interval
             beat = Heartbeat(self.node_id, self.term, self.delivered_clock())
-            effects.extend(Send(peer, beat) for peer in self.peers)
+            effects.extend(
+                Send(peer, beat)
+                for peer in self.peers
+                if gossip or self.role is Role.COORDINATOR or peer == self.coordinator
+            )
             if self.role is Role.COORDINATOR:
                 effects.extend(self._expire_members(now))
             elif (

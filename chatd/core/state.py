@@ -52,6 +52,7 @@ class NodeState:
         self._admitted: dict[str, float] = {}
         self._last_tick: float | None = None
         self._next_heartbeat = 0.0
+        self._next_gossip = 0.0
         self._next_register = 0.0
         self._last_request: dict[str, float] = {}
         self._last_fence: dict[str, float] = {}
