@@ -204,11 +204,7 @@ class Coordination(NodeState):
         ):
             return []
         self._last_fence[peer] = now
-        address = (
-            self.members[self.coordinator].public_address
-            if self.coordinator in self.members
-            else self.coordinator_address or ""
-        )
+        address = self.coordinator_public_address() or ""
         return [Send(peer, UpdateCoordinator(self.coordinator, self.term, address))]
 
     # Failure detection -----------------------------------------------------------------

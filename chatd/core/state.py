@@ -110,10 +110,7 @@ class NodeState:
         out: dict[str, str] = {}
         for peer in self.wanted_peers():
             if peer == self.coordinator:
-                address = self.coordinator_address
-                if peer in self.members:
-                    address = self.members[peer].public_address
-                if address is not None:
+                if (address := self.coordinator_public_address()) is not None:
                     out[peer] = address
             elif self.role is Role.COORDINATOR or peer not in self.members:
                 continue
@@ -121,6 +118,13 @@ class NodeState:
                 # The second case: a candidate's link to a higher member off the overlay.
                 out[peer] = self.members[peer].public_address
         return out
+
+    def coordinator_public_address(self) -> str | None:
+        """Where to reach the coordinator: its member record, else what a claim or the
+        director said."""
+        if self.coordinator in self.members:
+            return self.members[self.coordinator].public_address
+        return self.coordinator_address
 
     def delivered_clock(self) -> dict[str, int]:
         return dict(self.buffer.delivered)
