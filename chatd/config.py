@@ -52,6 +52,29 @@ class Config:
     # Queued deliveries per `tail --follow` client before it is cut off as too slow.
     tail_queue_messages: int = 10_000
 
+    # Bounds on what one member can make a node hold or do (README: Trust model, Limits).
+    # A message more than this many sequence numbers ahead of what is delivered from its
+    # origin is not held but refused; anti-entropy brings it once the gap is filled.
+    held_window: int = 256
+    # At most this many messages held back in all (4 KiB each: 16 MiB at worst).
+    max_held_messages: int = 4096
+    # A message's clock may name at most this many origins the node does not know (not a
+    # member, never delivered from): members whose join is still in flight.
+    clock_unknown_margin: int = 8
+    # A term more than this far above the highest one seen is refused: honest terms grow
+    # by one per election, and a term near the top of its range would end elections.
+    max_term_step: int = 1000
+    # Flood control: a node lets its user send this many messages per second, with bursts
+    # of flood_burst; receivers allow an origin twice that on its own link and drop (and
+    # count) the rest, which anti-entropy fetches later at its own pace.
+    flood_rate: float = 10.0
+    flood_burst: int = 50
+    # This many refused frames from one peer within refusal_window close its link.
+    strike_limit: int = 20
+    refusal_window: float = 10.0
+    # Repeated refusals are logged once, then as one summary line with a count this often.
+    refusal_log_interval: float = 5.0
+
 
 # Defaults: a crashed coordinator is replaced in about one second on a LAN.
 LAN = Config()
@@ -66,6 +89,9 @@ TEST = evolve(
     director_interval=0.5,
     join_timeout=2.0,
     handshake_timeout=1.0,
+    # In-process clusters send bursts of hundreds of messages; flood tests set their own.
+    flood_rate=10_000.0,
+    flood_burst=10_000,
 )
 
 PROFILES = {"lan": LAN, "test": TEST}

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from chatd.wire import Message
+from chatd.wire import Message, UpdateCoordinator
 
 
 def fingerprint(public_key: bytes) -> str:
@@ -126,4 +126,31 @@ def verify(message: Message) -> bool:
             message.vector_clock,
         ),
         message.signature,
+    )
+
+
+def _claim_bytes(coordinator: str, term: int, address: str, signer: str) -> bytes:
+    return orjson.dumps(["chat-claim-v1", coordinator, term, address, signer])
+
+
+def sign_claim(ident: Identity, coordinator: str, term: int, address: str) -> UpdateCoordinator:
+    """A coordinator claim signed by ``ident``: the coordinator itself, or the coordinator
+    handing its role over."""
+    signature = ident.sign_bytes(_claim_bytes(coordinator, term, address, ident.node_id))
+    return UpdateCoordinator(
+        coordinator=coordinator,
+        term=term,
+        address=address,
+        signer=ident.node_id,
+        public_key=ident.public_key,
+        signature=signature,
+    )
+
+
+def verify_claim(claim: UpdateCoordinator) -> bool:
+    """Whether ``claim`` carries a valid signature of the node named ``signer``."""
+    return key_matches_id(claim.public_key, claim.signer) and verify_bytes(
+        claim.public_key,
+        _claim_bytes(claim.coordinator, claim.term, claim.address, claim.signer),
+        claim.signature,
     )

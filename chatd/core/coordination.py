@@ -3,18 +3,25 @@ and failure detection. The rules are at the top of ``chatd.core.node``."""
 
 from __future__ import annotations
 
+from chatd import identity
 from chatd.core.effects import Disconnect, Effect, RegisterCoordinator, Role, Send
 from chatd.core.election import Candidacy, Phase
 from chatd.core.overlay import assign
 from chatd.core.state import NodeState
 from chatd.wire import Election, Join, Leave, MemberRecord, Nodes, UpdateCoordinator, Vote
+from chatd.wire.bounds import MAX_MEMBERS, MAX_TERM
 
 
 class Coordination(NodeState):
     def _on_join(self, peer: str, frame: Join, now: float) -> list[Effect]:
         hello = self.peers.get(peer)
         if self.role is not Role.COORDINATOR or hello is None:
-            return self._refuse(peer, frame, "not the coordinator")
+            return self._refuse(peer, frame, "not the coordinator", hard=False)
+        if peer in self.banned:
+            return self._ban(peer, "banned from this discussion")
+        if peer not in self.members and len(self.members) >= MAX_MEMBERS:
+            self._refuse(peer, frame, f"the discussion is full ({MAX_MEMBERS} members)", hard=False)
+            return [Disconnect(peer, "the discussion is full")]
         self.members[peer] = MemberRecord(
             node_id=peer,
             name=hello.name,
@@ -48,13 +55,17 @@ class Coordination(NodeState):
         if self.role is Role.LEAVING:
             return []
         effects: list[Effect] = []
-        if frame.term < self.term or (frame.term == self.term and peer != self.coordinator):
-            # Same-term rivals settle through update-coordinator, never through nodes.
-            return self._refuse(peer, frame, "nodes of an older term or another coordinator")
-        if frame.term > self.term:
-            claim = UpdateCoordinator(peer, frame.term, self.peers[peer].public_address)
-            effects.extend(self._adopt(claim, source=peer, now=now))
-        elif (frame.term, frame.version) <= self._nodes_seen:
+        if frame.term != self.term or peer != self.coordinator:
+            # Only the coordinator of our term lists members; a new coordinator's claim
+            # (update-coordinator) always comes first on its link. A late copy from a former
+            # coordinator is harmless.
+            return self._refuse(
+                peer,
+                frame,
+                "nodes from a node that is not the coordinator of this term",
+                hard=frame.term > self.term,
+            )
+        if (frame.term, frame.version) <= self._nodes_seen:
             return []  # a late copy of a membership we already hold
         self._nodes_seen = (frame.term, frame.version)
         before = set(self.members)
@@ -71,6 +82,7 @@ class Coordination(NodeState):
             # The coordinator took us for dead (we were paused or cut off): join again.
             self.role = Role.JOINING
             self.log.warning("member.dropped", coordinator=peer)
+            self._discussion_expected[peer] = now + self.config.join_timeout
             effects.append(Send(peer, Join(self.delivered_clock())))
         self.log.info("membership.updated", members=len(self.members), neighbours=self.neighbours())
         return effects + self._drop_departed(before)
@@ -81,11 +93,38 @@ class Coordination(NodeState):
         if self.role is Role.LEAVING:
             return []
         if frame.coordinator == self.coordinator and frame.term == self.term:
+            if frame.signer == frame.coordinator and self._claim_is_own(frame):
+                self.claim = frame  # prefer the coordinator's own word to a hand-over's
             return []
+        problem = self._check_claim(frame)
+        if problem is not None:
+            return self._refuse(peer, frame, problem)
         if not self._claim_wins(frame):
-            self._refuse(peer, frame, "an older term or a lower coordinator")
+            self._refuse(peer, frame, "an older term or a lower coordinator", hard=False)
             return self._fence(peer, now)
+        if self._outranks(frame.coordinator):
+            # We will have to stand against this claimant: an election each time, so a
+            # lower node's claims are taken at most once per election_timeout.
+            last = self._last_claim_by.get(frame.signer)
+            if last is not None and now - last < self.config.election_timeout:
+                self._refuse(peer, frame, "a lower node claims too often", hard=False)
+                return []
+            self._last_claim_by[frame.signer] = now
         return self._adopt(frame, source=peer, now=now)
+
+    def _claim_is_own(self, claim: UpdateCoordinator) -> bool:
+        return identity.verify_claim(claim)
+
+    def _check_claim(self, claim: UpdateCoordinator) -> str | None:
+        """Why no honest node would make ``claim``, or None."""
+        if not self._term_is_sane(claim.term):
+            return f"term {claim.term} is far above any seen"
+        handover = claim.signer == self.coordinator and claim.signer != claim.coordinator
+        if claim.signer != claim.coordinator and not handover:
+            return "claim not signed by its coordinator or ours"
+        if not identity.verify_claim(claim):
+            return "claim signature does not match its signer"
+        return None
 
     # Elections ---------------------------------------------------------------------------
 
@@ -108,9 +147,13 @@ class Coordination(NodeState):
         self.coordinator_address = claim.address or self.coordinator_address
         self._coordinator_since = now
         self.candidacy = None
+        self.claim = claim if claim.signature else None
         self.log.info("term.changed", coordinator=claim.coordinator, previous=previous)
+        # Flood a signed claim on (one learnt from the director is unsigned: not ours to pass).
         effects: list[Effect] = [
-            Send(p, claim) for p in self.peers if p not in (source, claim.coordinator)
+            Send(p, claim)
+            for p in self.peers
+            if claim.signature and p not in (source, claim.coordinator)
         ]
         if claim.coordinator == self.node_id:  # a leaving coordinator named us
             if source is not None and source == previous:
@@ -135,6 +178,9 @@ class Coordination(NodeState):
 
     def _stand_for_election(self, now: float) -> list[Effect]:
         term = max(self.term, self._max_term) + 1
+        if term > MAX_TERM:  # unreachable while claims are checked: say so, never overflow
+            self.log.error("election.impossible", reason="terms exhausted")
+            return []
         self._max_term = term
         higher = self._higher_members()
         if self._coordinator_silent(now):
@@ -151,18 +197,33 @@ class Coordination(NodeState):
     def _on_election(self, peer: str, frame: Election, now: float) -> list[Effect]:
         if frame.node_id != peer or peer not in self.members:
             return self._refuse(peer, frame, "not a member")
+        if not self._term_is_sane(frame.term):
+            return self._refuse(peer, frame, f"term {frame.term} is far above any seen")
         if self.rank(peer) > self.rank(self.node_id) or self.role is Role.LEAVING:
             return []
+        last = self._last_election.get(peer)
+        if last is not None and now - last < self.config.election_timeout / 2:
+            # An honest candidate asks once per candidacy: a burst is abuse, not news.
+            return self._refuse(peer, frame, "elections too often", hard=False)
+        self._last_election[peer] = now
         self._max_term = max(self._max_term, frame.term)
         effects: list[Effect] = [Send(peer, Vote(True, frame.term, self.node_id))]
         if self.role is Role.COORDINATOR:
             if frame.term >= self.term:  # reassert over the candidate's term
-                effects.extend(self._become_coordinator(self._max_term + 1, now, "reasserted"))
+                effects.extend(self._reassert(now, "reasserted"))
             else:
                 effects.extend(self._fence(peer, now))
         elif self.candidacy is None:
             effects.extend(self._stand_for_election(now))
         return effects
+
+    def _reassert(self, now: float, reason: str) -> list[Effect]:
+        """As coordinator, take a newer term over a lower claimant or candidate; at most once
+        per election_timeout (a candidate that missed it stands again and is answered then)."""
+        if now - self._last_reassert < self.config.election_timeout:
+            return []
+        self._last_reassert = now
+        return self._become_coordinator(self._max_term + 1, now, reason)
 
     def _on_vote(self, peer: str, frame: Vote, now: float) -> list[Effect]:
         if peer not in self.members or frame.node_id not in ("", peer):
@@ -190,7 +251,8 @@ class Coordination(NodeState):
         self._admitted = {member: now for member in self.members}
         self._next_register = now + self.config.director_interval
         self.log.info("coordinator.elected", reason=reason, members=len(self.members))
-        claim = UpdateCoordinator(self.node_id, term, self.me.public_address)
+        claim = identity.sign_claim(self.identity, self.node_id, term, self.me.public_address)
+        self.claim = claim
         effects: list[Effect] = [Send(peer, claim) for peer in self.peers]
         effects.extend(self._membership_changed())
         effects.append(RegisterCoordinator(self.coordinator_record()))
@@ -199,13 +261,18 @@ class Coordination(NodeState):
     def _fence(self, peer: str, now: float) -> list[Effect]:
         """Tell a peer living in an older term who coordinates now (at most once a beat)."""
         last = self._last_fence.get(peer)
-        if self.coordinator is None or (
-            last is not None and now - last < self.config.heartbeat_interval
+        claim = self.claim
+        if (
+            claim is None
+            or (claim.coordinator, claim.term) != (self.coordinator, self.term)
+            or (last is not None and now - last < self.config.heartbeat_interval)
         ):
             return []
         self._last_fence[peer] = now
-        address = self.coordinator_public_address() or ""
-        return [Send(peer, UpdateCoordinator(self.coordinator, self.term, address))]
+        effects: list[Effect] = [Send(peer, claim)]
+        if self.role is Role.COORDINATOR and peer in self.members:
+            effects.append(Send(peer, self._nodes_frame()))  # it missed our nodes meanwhile
+        return effects
 
     # Failure detection -----------------------------------------------------------------
 

@@ -4,6 +4,11 @@ A message from origin ``o`` with clock ``V`` is deliverable when ``delivered[o] 
 and ``delivered[k] >= V[k]`` for every other ``k``. A held message waits under its first
 missing dependency ``(k, c)`` and is looked at again exactly when ``delivered[k]`` reaches
 ``c``, so a backlog is released in time linear in its dependencies.
+
+Two validly signed versions of one ``(origin, sequence number)`` (an equivocation) share an
+id. The buffer then holds the winner (``winner``: the lower signature, the same choice at
+every node) and the slot is delivered as soon as either version's dependencies are, so a
+version with dependencies that never come cannot keep the slot back at some nodes only.
 """
 
 from __future__ import annotations
@@ -13,19 +18,38 @@ from collections import defaultdict
 from chatd.wire import Message
 
 
+def winner(a: Message, b: Message) -> Message:
+    """Of two versions of one message, the one every node keeps."""
+    return a if a.signature <= b.signature else b
+
+
 class CausalBuffer:
     def __init__(self) -> None:
         self.delivered: dict[str, int] = {}
-        self._seen: set[str] = set()
+        self._seen: dict[str, str] = {}  # id → signature of the version kept
         self._held: dict[str, Message] = {}
         self._waiting: defaultdict[tuple[str, int], list[Message]] = defaultdict(list)
 
     def __contains__(self, message_id: str) -> bool:
         return message_id in self._seen
 
+    def signature_of(self, message_id: str) -> str | None:
+        """The signature of the version kept under ``message_id``, if any was seen."""
+        return self._seen.get(message_id)
+
+    def held_version(self, message_id: str) -> Message | None:
+        return self._held.get(message_id)
+
+    def keep(self, message: Message) -> None:
+        """Record that ``message`` is now the version kept under its (delivered) id."""
+        self._seen[message.id] = message.signature
+
     @property
     def held(self) -> int:
         return len(self._held)
+
+    def held_from(self, origin: str) -> int:
+        return sum(1 for m in self._held.values() if m.node_id == origin)
 
     def is_stale(self, message: Message) -> bool:
         """An unseen id claiming a sequence number its origin already used: a conflict."""
@@ -40,8 +64,22 @@ class CausalBuffer:
         """
         if message.id in self._seen:
             return []
-        self._seen.add(message.id)
+        self._seen[message.id] = message.signature
         self._held[message.id] = message
+        return self._release(message)
+
+    def offer_rival(self, message: Message) -> list[Message]:
+        """Take another version of a held message: the winner is kept, and the slot is
+        delivered once either version could be."""
+        held = self._held.get(message.id)
+        if held is None or held.signature == message.signature:
+            return []
+        kept = winner(held, message)
+        self._held[message.id] = kept
+        self._seen[message.id] = kept.signature
+        return self._release(message)
+
+    def _release(self, message: Message) -> list[Message]:
         out: list[Message] = []
         queue = [message]
         while queue:
@@ -49,15 +87,15 @@ class CausalBuffer:
             origin, clock = current.node_id, current.vector_clock
             seq = clock.get(origin, 0)
             if seq <= self.delivered.get(origin, 0):
-                del self._held[current.id]  # a conflicting copy of a delivered sequence number
+                # This slot went out already (through a rival version): nothing to do.
+                self._held.pop(current.id, None)
                 continue
             missing = self._first_missing(current)
             if missing is not None:
                 self._waiting[missing].append(current)
                 continue
             self.delivered[origin] = seq
-            del self._held[current.id]
-            out.append(current)
+            out.append(self._held.pop(current.id, current))
             queue.extend(self._waiting.pop((origin, seq), ()))
         return out
 

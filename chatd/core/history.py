@@ -24,6 +24,7 @@ class History:
     def __init__(self) -> None:
         self._keys: list[Key] = []
         self._messages: list[Message] = []
+        self._by_id: dict[str, Message] = {}
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -37,6 +38,23 @@ class History:
         at = bisect.bisect(self._keys, key)
         self._keys.insert(at, key)
         self._messages.insert(at, message)
+        self._by_id[message.id] = message
+
+    def get(self, message_id: str) -> Message | None:
+        return self._by_id.get(message_id)
+
+    def replace(self, message: Message) -> None:
+        """Put ``message`` in place of the delivered version with its id (an equivocation
+        resolved): its clock may differ, so it is re-sorted."""
+        old = self._by_id[message.id]
+        at = bisect.bisect_left(self._keys, canonical_key(old))
+        del self._keys[at], self._messages[at]
+        self.add(message)
+
+    def of_origin(self, origin: str) -> list[Message]:
+        """``origin``'s delivered messages by sequence number."""
+        mine = [m for m in self._messages if m.node_id == origin]
+        return sorted(mine, key=lambda m: m.vector_clock[origin])
 
     def since(self, clock: Mapping[str, int]) -> list[Message]:
         """Messages ``clock`` does not cover, in canonical (hence causal) order."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from chatd import identity
-from chatd.core.effects import Deliver, Effect, Role, Send
+from chatd.core.abuse import TokenBucket
+from chatd.core.delivery import winner
+from chatd.core.effects import Deliver, Disconnect, Effect, Role, Send
+from chatd.core.history import canonical_key
 from chatd.core.state import NodeState
 from chatd.wire import Discussion, DiscussionRequest, Heartbeat, Message
 
 MAX_ID_CHARS = 64
-MAX_NAME_CHARS = 64
 
 
 def chunk_messages(messages: list[Message], budget: int) -> list[list[Message]]:
@@ -32,37 +36,115 @@ def chunk_messages(messages: list[Message], budget: int) -> list[list[Message]]:
 
 
 class Messaging(NodeState):
-    def _on_message(self, peer: str, message: Message) -> list[Effect]:
-        if message.id in self.buffer:
+    """Message acceptance, the same rule at every honest node (README: Trust model):
+
+    - **Valid** (checked whoever hands it over, so a direct receiver checks exactly what a
+      relay receiver checks): text within the limit, a clock that counts its origin, an id
+      derived from (origin, sequence number), its origin's signature. A peer that hands
+      over an invalid message is hostile: it is banned and its link closed.
+    - **Held within bounds** (state that differs between nodes, so a refusal here is
+      soft: the message is dropped without blame and anti-entropy brings it later): at
+      most ``held_window`` ahead of what is delivered from its origin, ``max_held_messages``
+      held in all, at most ``clock_unknown_margin`` unknown origins in its clock, and at
+      most twice the flood rate from an origin over its own link.
+    - **One version per (origin, sequence number)**: a second validly signed version is an
+      equivocation: the lower signature wins everywhere, both versions are sent to every
+      peer (the proof), and the origin is banned.
+    """
+
+    def _on_message(
+        self, peer: str, message: Message, now: float, live: bool = True
+    ) -> list[Effect]:
+        kept = self.buffer.signature_of(message.id)
+        if kept == message.signature:
             self.counters["messages.duplicate"] += 1
             return []
-        problem = self._check_message(message, peer)
-        if problem is not None:
-            self.log.warning(
-                "message.refused", peer=peer, id=message.id[:MAX_ID_CHARS], reason=problem
+        if live and peer == message.node_id and not self._flood_allows(peer, now):
+            self.counters["messages.flood_dropped"] += 1
+            self.refusals.note(
+                self.log, "message.dropped", peer, message.TYPE, "over the flood limit", now
             )
+            return []
+        problem = self._check_message(message)
+        if problem is not None:
+            self.counters["messages.refused"] += 1
+            self.refusals.note(
+                self.log,
+                "message.refused",
+                peer,
+                message.TYPE,
+                problem,
+                now,
+                id=message.id[:MAX_ID_CHARS],
+            )
+            return self._ban(peer, f"sent an invalid message: {problem}")
+        if kept is not None:
+            return self._on_rival(peer, message, now)
+        deferred = self._check_capacity(message)
+        if deferred is not None:
+            self.counters["messages.deferred"] += 1
+            self.refusals.note(self.log, "message.deferred", peer, message.TYPE, deferred, now)
             return []
         return self._accept(message, source=peer)
 
-    def _check_message(self, message: Message, peer: str) -> str | None:
-        if len(message.id) > MAX_ID_CHARS or len(message.name) > MAX_NAME_CHARS:
-            return "id or name too long"
+    def _check_message(self, message: Message) -> str | None:
+        """What is wrong with ``message`` whatever the receiver's state, or None."""
         if len(message.message.encode("utf-8", "surrogatepass")) > self.config.max_text_bytes:
             return "text over the size limit"
-        if len(message.timestamp) > 40:
-            return "timestamp too long"
-        clock = message.vector_clock
-        if clock.get(message.node_id, 0) < 1 or any(c < 0 for c in clock.values()):
-            return "vector clock does not count the origin or has a negative entry"
-        # Straight from its origin, the authenticated link proves who sent it; a relay (or
-        # a state transfer) must carry the origin's signature. Verifying costs ~100 µs.
-        if peer != message.node_id and not identity.verify(message):
-            return "signature does not match node-id"
-        if message.id != identity.message_id(message.node_id, clock[message.node_id]):
+        seq = message.vector_clock.get(message.node_id, 0)
+        if seq < 1:
+            return "vector clock does not count the origin"
+        if message.id != identity.message_id(message.node_id, seq):
             return "id is not derived from its origin and sequence number"
-        if self.buffer.is_stale(message):
-            return "sequence number already used by its origin"
+        if not identity.verify(message):
+            return "signature does not match node-id"
         return None
+
+    def _check_capacity(self, message: Message) -> str | None:
+        """Why this node cannot hold ``message`` now (soft: it comes again later)."""
+        origin = message.node_id
+        delivered = self.buffer.delivered
+        if message.vector_clock[origin] > delivered.get(origin, 0) + self.config.held_window:
+            return "too far ahead of its origin's delivered messages"
+        if self.buffer.held >= self.config.max_held_messages:
+            return "too many messages held back"
+        unknown = sum(
+            1 for node in message.vector_clock if node not in delivered and node not in self.members
+        )
+        if unknown > self.config.clock_unknown_margin:
+            return "clock names too many unknown origins"
+        return None
+
+    def _flood_allows(self, origin: str, now: float) -> bool:
+        bucket = self._flood.get(origin)
+        if bucket is None:
+            bucket = self._flood[origin] = TokenBucket(
+                2 * self.config.flood_rate, 2 * self.config.flood_burst
+            )
+        return bucket.allow(now)
+
+    def _on_rival(self, peer: str, rival: Message, now: float) -> list[Effect]:
+        """A second valid version of a message we hold: an equivocation by its origin."""
+        origin, seq = rival.node_id, rival.vector_clock[rival.node_id]
+        self.counters["messages.equivocations"] += 1
+        held = self.buffer.held_version(rival.id)
+        ours = held if held is not None else self.history.get(rival.id)
+        assert ours is not None  # the buffer has seen this id: it is held or delivered
+        effects: list[Effect] = []
+        if (origin, seq) not in self._equivocations:
+            self._equivocations.add((origin, seq))
+            self.log.warning("message.equivocation", origin=origin, seq=seq, peer=peer)
+            # The proof: both versions to every peer, so every honest node keeps the winner.
+            proof = Discussion([ours, rival])
+            effects.extend(Send(p, proof) for p in sorted(self.peers) if p != peer)
+        effects.extend(self._ban(origin, "equivocated"))
+        if held is not None:
+            effects.extend(self._deliver_all(self.buffer.offer_rival(rival)))
+        elif winner(ours, rival) is rival:
+            self.history.replace(rival)
+            self.buffer.keep(rival)
+            self._rechain(origin)
+        return effects
 
     def _accept(self, message: Message, source: str | None) -> list[Effect]:
         """Take a new, checked message: relay it once, deliver what became deliverable."""
@@ -70,12 +152,42 @@ class Messaging(NodeState):
         targets = self._relay_targets() - self._already_sent_by(source) - {message.node_id}
         effects.extend(Send(peer, message) for peer in sorted(targets))
         self.counters["messages.relayed"] += len(effects)
-        for delivered in self.buffer.offer(message):
+        return effects + self._deliver_all(self.buffer.offer(message))
+
+    def _deliver_all(self, deliverable: list[Message]) -> list[Effect]:
+        effects: list[Effect] = []
+        for delivered in deliverable:
             self.history.add(delivered)
+            self._chain(delivered)
             effects.append(Deliver(delivered))
         self.counters["messages.delivered"] = len(self.history)
         self.counters["messages.held"] = self.buffer.held
         return effects
+
+    # Which messages a node holds, as a hash: equal clocks but different messages show. ----
+
+    def _chain(self, message: Message) -> None:
+        origin = message.node_id
+        link = hashlib.blake2b(self._chains.get(origin, b""), digest_size=16)
+        link.update(message.signature.encode())
+        self._chains[origin] = link.digest()
+        self._history_hash = None
+
+    def _rechain(self, origin: str) -> None:
+        self._chains.pop(origin, None)
+        for message in self.history.of_origin(origin):
+            self._chain(message)
+
+    def history_hash(self) -> str:
+        if self._history_hash is None:
+            total = hashlib.blake2b(digest_size=16)
+            for origin in sorted(self._chains):
+                total.update(origin.encode() + self._chains[origin])
+            self._history_hash = total.hexdigest()
+        return self._history_hash
+
+    def chain_hashes(self) -> dict[str, str]:
+        return {origin: chain.hex() for origin, chain in self._chains.items()}
 
     def _already_sent_by(self, source: str | None) -> set[str]:
         """Peers that ``source`` relayed the message to itself, by the same rule as ours:
@@ -110,17 +222,35 @@ class Messaging(NodeState):
             return []  # the join brings the whole history; asking too would fetch it twice
         mine = self.buffer.delivered
         behind = any(count > mine.get(node, 0) for node, count in beat.digest.items())
-        if not behind:
+        # Same clock, different messages: one of us holds another version of some message.
+        differs = (
+            not behind
+            and beat.hash != ""
+            and beat.digest == mine
+            and beat.hash != self.history_hash()
+        )
+        if not behind and not differs:
             return []
         last = self._last_request.get(peer)
         if last is not None and now - last < self.config.repair_interval:
             return []  # an answer may still be on its way
         self._last_request[peer] = now
-        self.log.info("repair.requested", peer=peer)
-        return [Send(peer, DiscussionRequest(self.delivered_clock()))]
+        self._discussion_expected[peer] = now + 2 * self.config.repair_interval
+        self.log.info("repair.requested", peer=peer, versions=differs)
+        chains = self.chain_hashes() if differs else {}
+        return [Send(peer, DiscussionRequest(self.delivered_clock(), chains))]
 
-    def _send_discussion(self, peer: str, clock: dict[str, int]) -> list[Effect]:
+    def _send_discussion(
+        self, peer: str, clock: dict[str, int], chains: dict[str, str] | None = None
+    ) -> list[Effect]:
         missing = self.history.since(clock)
+        if chains:
+            # Every message of an origin whose chain differs: the peer finds the versions.
+            differing = {o for o, h in self.chain_hashes().items() if chains.get(o, h) != h}
+            if differing:
+                ids = {m.id for m in missing}
+                missing += [m for m in self.history if m.node_id in differing and m.id not in ids]
+                missing.sort(key=canonical_key)
         if missing:
             self.log.info("repair.sent", peer=peer, messages=len(missing))
         return [
@@ -128,8 +258,13 @@ class Messaging(NodeState):
             for chunk in chunk_messages(missing, self.config.discussion_chunk_bytes)
         ]
 
-    def _on_discussion(self, peer: str, frame: Discussion) -> list[Effect]:
+    def _on_discussion(self, peer: str, frame: Discussion, now: float) -> list[Effect]:
+        # Asked for (a repair or a join), it may carry the peer's own messages in bulk;
+        # unasked (an equivocation proof), its own messages count against its flood limit.
+        live = now > self._discussion_expected.get(peer, float("-inf"))
         effects: list[Effect] = []
         for message in frame.messages:
-            effects.extend(self._on_message(peer, message))
+            effects.extend(self._on_message(peer, message, now, live=live))
+            if any(isinstance(e, Disconnect) and e.peer == peer for e in effects):
+                break  # proven hostile: the rest of its frame is not worth checking
         return effects

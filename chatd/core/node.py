@@ -32,6 +32,7 @@ Rules:
 
 from __future__ import annotations
 
+from chatd import identity
 from chatd.core.coordination import Coordination
 from chatd.core.effects import (
     Deliver,
@@ -91,6 +92,9 @@ class Node(Messaging, Coordination):
         self._coordinator_since = now
         self.members = {self.node_id: self.me}
         self.overlay = assign(self.members, self.config.full_mesh_max)
+        self.claim = identity.sign_claim(
+            self.identity, self.node_id, self.term, self.me.public_address
+        )
         self.log.info("discussion.started", term=self.term)
         self._next_register = now + self.config.director_interval
         return [RegisterCoordinator(self.coordinator_record())]
@@ -117,7 +121,9 @@ class Node(Messaging, Coordination):
                 successor = max(others, key=lambda m: (m.priority, m.node_id))
                 self.term += 1
                 self.log.info("coordinator.handover", successor=successor.node_id, term=self.term)
-                handover = UpdateCoordinator(successor.node_id, self.term, successor.public_address)
+                handover = identity.sign_claim(
+                    self.identity, successor.node_id, self.term, successor.public_address
+                )
                 effects.extend(Send(peer, handover) for peer in self.peers)
             else:
                 self.log.info("discussion.ended", messages=len(self.history))
@@ -139,6 +145,7 @@ class Node(Messaging, Coordination):
             self.log.warning("node.paused", seconds=round(now - self._last_tick, 3))
             self._forgive_silence(now)
         self._last_tick = now
+        self.refusals.flush(self.log, now)
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_interval
             # Failure detection needs only the coordinator's links at this rate; the other
@@ -146,7 +153,7 @@ class Node(Messaging, Coordination):
             gossip = now >= self._next_gossip
             if gossip:
                 self._next_gossip = now + self.config.repair_interval
-            beat = Heartbeat(self.node_id, self.term, self.delivered_clock())
+            beat = Heartbeat(self.node_id, self.term, self.delivered_clock(), self.history_hash())
             effects.extend(
                 Send(peer, beat)
                 for peer in self.peers
@@ -178,6 +185,11 @@ class Node(Messaging, Coordination):
         """The director holds another coordinator: yield to it, or outrank it."""
         if current.node_id == self.node_id or self.role is not Role.COORDINATOR:
             return []
+        if not self._term_is_sane(current.term):
+            self.log.warning(
+                "director.refused", holder=current.node_id, reason="term far above any seen"
+            )
+            return []
         self.log.warning("director.refused", holder=current.node_id, holder_term=current.term)
         self._max_term = max(self._max_term, current.term)
         if current.term > self.term or self.rank(current.node_id) > self.rank(self.node_id):
@@ -198,6 +210,12 @@ class Node(Messaging, Coordination):
             )
         if not text.strip():
             raise NodeError("bad-request", "text is empty")
+        if not self._send_bucket.allow(now):
+            raise NodeError(
+                "rate-limited",
+                f"over the flood limit ({self.config.flood_rate:g} messages/s, bursts of "
+                f"{self.config.flood_burst}); try again shortly",
+            )
         clock = dict(self.buffer.delivered)
         clock[self.node_id] = clock.get(self.node_id, 0) + 1
         message = self.identity.sign(self.me.name, timestamp, text, clock)
@@ -210,11 +228,17 @@ class Node(Messaging, Coordination):
     def peer_connected(self, hello: Hello, now: float) -> list[Effect]:
         """A peer finished the handshake (its identity and secret are proven)."""
         peer = hello.node_id
+        if peer in self.banned:
+            self.log.info("peer.refused", peer=peer, reason="banned")
+            return [Disconnect(peer, "banned from this discussion")]
         self.peers[peer] = hello
         self.last_heard[peer] = now
         self.log.info("peer.connected", peer=peer, peer_name=hello.name)
         effects: list[Effect] = []
+        if self.role is Role.COORDINATOR and self.claim is not None:
+            effects.append(Send(peer, self.claim))  # the claim before nodes of its term
         if self.role is Role.JOINING and peer == self.coordinator:
+            self._discussion_expected[peer] = now + self.config.join_timeout
             effects.append(Send(peer, Join(self.delivered_clock())))
         elif self.role is Role.COORDINATOR:
             # Members resync; a node we had taken for dead learns it must join again.
@@ -226,7 +250,12 @@ class Node(Messaging, Coordination):
         ):
             effects.append(Send(peer, Election(self.node_id, self.candidacy.term)))
         # Compare digests at once rather than a heartbeat later.
-        effects.append(Send(peer, Heartbeat(self.node_id, self.term, self.delivered_clock())))
+        effects.append(
+            Send(
+                peer,
+                Heartbeat(self.node_id, self.term, self.delivered_clock(), self.history_hash()),
+            )
+        )
         return effects
 
     def peer_disconnected(self, peer: str, now: float) -> list[Effect]:
@@ -240,13 +269,13 @@ class Node(Messaging, Coordination):
         self.last_heard[peer] = now
         match frame:
             case Message():
-                return self._on_message(peer, frame)
+                return self._on_message(peer, frame, now)
             case Heartbeat():
                 return self._on_heartbeat(peer, frame, now)
             case DiscussionRequest():
-                return self._send_discussion(peer, frame.vector_clock)
+                return self._send_discussion(peer, frame.vector_clock, frame.chains)
             case Discussion():
-                return self._on_discussion(peer, frame)
+                return self._on_discussion(peer, frame, now)
             case Join():
                 return self._on_join(peer, frame, now)
             case Nodes():

@@ -7,8 +7,9 @@ from collections import Counter
 from typing import Any
 
 from chatd.config import Config
+from chatd.core.abuse import Refusals, TokenBucket
 from chatd.core.delivery import CausalBuffer
-from chatd.core.effects import Effect, Role
+from chatd.core.effects import Disconnect, Effect, Role
 from chatd.core.election import Candidacy, Phase, Rank
 from chatd.core.history import History
 from chatd.identity import Identity
@@ -18,6 +19,7 @@ from chatd.wire import (
     Hello,
     MemberRecord,
     Nodes,
+    UpdateCoordinator,
 )
 
 
@@ -60,6 +62,21 @@ class NodeState:
         self._nodes_seen = (0, 0)  # (term, version) of the latest ``nodes`` taken
         # Cheap running totals for status and benchmarks (no per-message log lines).
         self.counters: Counter[str] = Counter()
+        # Against misbehaving members (chatd.core.abuse; README: Trust model).
+        self.refusals = Refusals(
+            config.strike_limit, config.refusal_window, config.refusal_log_interval
+        )
+        self.banned: set[str] = set()  # proven hostile (a bad message, an equivocation)
+        self._send_bucket = TokenBucket(config.flood_rate, config.flood_burst)
+        self._flood: dict[str, TokenBucket] = {}
+        self._equivocations: set[tuple[str, int]] = set()  # slots whose proof we spread
+        self._chains: dict[str, bytes] = {}  # origin → hash chain of its delivered messages
+        self._history_hash: str | None = None
+        self._discussion_expected: dict[str, float] = {}  # peer → until when
+        self.claim: UpdateCoordinator | None = None  # the signed claim we follow
+        self._last_election: dict[str, float] = {}
+        self._last_claim_by: dict[str, float] = {}
+        self._last_reassert = float("-inf")
 
     @property
     def log(self) -> Any:
@@ -145,9 +162,29 @@ class NodeState:
             term=self.term,
         )
 
-    def _refuse(self, peer: str, frame: Frame, reason: str) -> list[Effect]:
-        self.log.warning("frame.refused", peer=peer, type=frame.TYPE, reason=reason)
+    def _refuse(
+        self, peer: str, frame: Frame, reason: str, *, hard: bool = True, now: float = 0.0
+    ) -> list[Effect]:
+        """Log (or count) a refused frame. A hard refusal is a strike against the peer;
+        too many and its link is closed."""
+        now = self._last_tick if self._last_tick is not None else now
+        self.refusals.note(self.log, "frame.refused", peer, frame.TYPE, reason, now)
+        self.counters["frames.refused"] += 1
+        if hard and self.refusals.strike(peer, now):
+            self.log.warning("peer.expelled", peer=peer, reason="too many refused frames")
+            return [Disconnect(peer, "too many refused frames")]
         return []
+
+    def _ban(self, peer: str, reason: str) -> list[Effect]:
+        """A peer proved hostile: close its link; it may not link or join again."""
+        if peer not in self.banned:
+            self.banned.add(peer)
+            self.log.warning("peer.banned", peer=peer, reason=reason)
+        return [Disconnect(peer, reason)] if peer in self.peers else []
+
+    def _term_is_sane(self, term: int) -> bool:
+        """Honest terms grow one per election: a jump far beyond any seen is forged."""
+        return term <= max(self.term, self._max_term) + self.config.max_term_step
 
     def _nodes_frame(self) -> Nodes:
         return Nodes(

@@ -120,7 +120,8 @@ converter = _make_converter()
 def _format_error(exc: BaseException, tp: Any) -> str:
     # The strict hooks' TypeError says what was found ("expected int, got str"); cattrs's
     # default names only the field's outer type ("expected dict" for {"a": "1"}).
-    if isinstance(exc, TypeError) and str(exc):
+    # The range validators' ValueError says which field and why ("term: -1 is outside …").
+    if isinstance(exc, TypeError | ValueError) and str(exc):
         return str(exc)
     return cattrs.v.format_exception(exc, tp)
 

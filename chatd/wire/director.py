@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from attrs import frozen
+from attrs import field, frozen
+
+from chatd.wire import bounds as b
 
 
 @frozen
 class CoordinatorRecord:
     """``POST /register_coordinator`` body, and what ``GET /`` returns as JSON."""
 
-    node_id: str
-    address: str
-    public_address: str
-    term: int
+    node_id: str = field(validator=b.ID)
+    address: str = field(validator=b.ADDRESS)
+    public_address: str = field(validator=b.ADDRESS)
+    term: int = field(validator=b.TERM)
 
 
 @frozen
 class NodeRegistration:
     """``POST /register_node`` body: a newcomer asks where to go."""
 
-    node_id: str
-    address: str
-    public_address: str
+    node_id: str = field(validator=b.ID)
+    address: str = field(validator=b.ADDRESS)
+    public_address: str = field(validator=b.ADDRESS)
 
 
 @frozen
@@ -33,12 +35,12 @@ class JoinAdvice:
 
     action: Literal["join", "start", "wait"]
     coordinator: CoordinatorRecord | None = None
-    term: int = 0
+    term: int = field(default=0, validator=b.TERM)
 
 
 @frozen
 class Unregistration:
     """``POST /unregister_coordinator``: the last node leaves; forget the coordinator."""
 
-    node_id: str
-    term: int
+    node_id: str = field(validator=b.ID)
+    term: int = field(validator=b.TERM)

@@ -11,18 +11,22 @@ from typing import ClassVar
 
 from attrs import field, frozen
 
+from chatd.wire import bounds as b
+
 PROTOCOL_VERSION = 1
+# A state-transfer chunk holds at most this many messages (the frame cap binds first).
+MAX_DISCUSSION_MESSAGES = 8192
 
 
 @frozen
 class MemberRecord:
     """A member of the discussion as the coordinator knows it."""
 
-    node_id: str
-    name: str
-    address: str
-    public_address: str
-    priority: int = 0
+    node_id: str = field(validator=b.ID)
+    name: str = field(validator=b.NAME)
+    address: str = field(validator=b.ADDRESS)
+    public_address: str = field(validator=b.ADDRESS)
+    priority: int = field(default=0, validator=b.PRIORITY)
 
 
 @frozen
@@ -34,15 +38,15 @@ class Hello:
     """
 
     TYPE: ClassVar[str] = "hello"
-    protocol_version: int
-    node_id: str
-    name: str
-    address: str
-    public_address: str
-    priority: int
-    term: int
-    nonce: str
-    public_key: str
+    protocol_version: int = field(validator=b.COUNT)
+    node_id: str = field(validator=b.ID)
+    name: str = field(validator=b.NAME)
+    address: str = field(validator=b.ADDRESS)
+    public_address: str = field(validator=b.ADDRESS)
+    priority: int = field(validator=b.PRIORITY)
+    term: int = field(validator=b.TERM)
+    nonce: str = field(validator=b.DIGEST)
+    public_key: str = field(validator=b.KEY)
     secure: bool
 
 
@@ -56,8 +60,8 @@ class Auth:
     """
 
     TYPE: ClassVar[str] = "auth"
-    proof: str
-    signature: str
+    proof: str = field(validator=b.DIGEST)
+    signature: str = field(validator=b.SIGNATURE)
 
 
 @frozen
@@ -65,14 +69,14 @@ class Message:
     """A chat message. Signed by its origin, so any relay of it can be checked."""
 
     TYPE: ClassVar[str] = "message"
-    id: str
-    node_id: str
-    name: str
-    timestamp: str
-    message: str
-    vector_clock: dict[str, int]
-    public_key: str
-    signature: str
+    id: str = field(validator=b.ID)
+    node_id: str = field(validator=b.ID)
+    name: str = field(validator=b.NAME)
+    timestamp: str = field(validator=b.TIMESTAMP)
+    message: str = field(validator=b.TEXT)
+    vector_clock: dict[str, int] = field(validator=b.clock())
+    public_key: str = field(validator=b.KEY)
+    signature: str = field(validator=b.SIGNATURE)
 
 
 @frozen
@@ -83,7 +87,7 @@ class Join:
     """
 
     TYPE: ClassVar[str] = "join"
-    vector_clock: dict[str, int] = field(factory=dict)
+    vector_clock: dict[str, int] = field(factory=dict, validator=b.clock())
 
 
 @frozen
@@ -91,23 +95,23 @@ class Leave:
     """A node tells its peers it is leaving for good."""
 
     TYPE: ClassVar[str] = "leave"
-    node_id: str
-    term: int
+    node_id: str = field(validator=b.ID)
+    term: int = field(validator=b.TERM)
 
 
 @frozen
 class Election:
     TYPE: ClassVar[str] = "election"
-    node_id: str
-    term: int
+    node_id: str = field(validator=b.ID)
+    term: int = field(validator=b.TERM)
 
 
 @frozen
 class Vote:
     TYPE: ClassVar[str] = "vote"
     ok: bool
-    term: int
-    node_id: str = ""
+    term: int = field(validator=b.TERM)
+    node_id: str = field(default="", validator=b.ID)
 
 
 @frozen
@@ -116,12 +120,18 @@ class UpdateCoordinator:
 
     Sent by an election's winner, by a leaving coordinator naming its successor, and in
     answer to a frame of an older term; flooded along the overlay on first acceptance.
+    ``signature`` is ``signer``'s Ed25519 signature (``public-key`` is its key) over the
+    claim: the coordinator itself, or for a hand-over the coordinator it replaces. So a
+    relayed claim is checkable, and no member can claim the role for another node.
     """
 
     TYPE: ClassVar[str] = "update-coordinator"
-    coordinator: str
-    term: int
-    address: str = ""
+    coordinator: str = field(validator=b.ID)
+    term: int = field(validator=b.TERM)
+    address: str = field(default="", validator=b.ADDRESS)
+    signer: str = field(default="", validator=b.ID)
+    public_key: str = field(default="", validator=b.KEY)
+    signature: str = field(default="", validator=b.SIGNATURE)
 
 
 @frozen
@@ -133,19 +143,21 @@ class Nodes:
     """
 
     TYPE: ClassVar[str] = "nodes"
-    node: list[MemberRecord]
-    neighbours: dict[str, list[str]]
-    term: int
-    coordinator: str
-    version: int = 0
+    node: list[MemberRecord] = field(validator=b.max_len(b.MAX_MEMBERS))
+    neighbours: dict[str, list[str]] = field(validator=b.overlay)
+    term: int = field(validator=b.TERM)
+    coordinator: str = field(validator=b.ID)
+    version: int = field(default=0, validator=b.COUNT)
 
 
 @frozen
 class DiscussionRequest:
-    """Send me every message my clock does not cover."""
+    """Send me every message my clock does not cover; and, for each origin whose chain hash
+    in ``chains`` differs from yours, all of that origin's messages."""
 
     TYPE: ClassVar[str] = "discussion-request"
-    vector_clock: dict[str, int]
+    vector_clock: dict[str, int] = field(validator=b.clock())
+    chains: dict[str, str] = field(factory=dict, validator=b.hashes())
 
 
 @frozen
@@ -153,17 +165,20 @@ class Discussion:
     """State transfer, one chunk: messages in canonical (hence causal) order."""
 
     TYPE: ClassVar[str] = "discussion"
-    messages: list[Message] = field(factory=list)
+    messages: list[Message] = field(factory=list, validator=b.max_len(MAX_DISCUSSION_MESSAGES))
 
 
 @frozen
 class Heartbeat:
-    """Liveness and anti-entropy: ``digest`` is the sender's delivered vector clock."""
+    """Liveness and anti-entropy: ``digest`` is the sender's delivered vector clock and
+    ``hash`` a hash of exactly which messages it delivered, so two nodes with one clock but
+    different messages under one id (an equivocation) notice it."""
 
     TYPE: ClassVar[str] = "heartbeat"
-    node_id: str
-    term: int
-    digest: dict[str, int]
+    node_id: str = field(validator=b.ID)
+    term: int = field(validator=b.TERM)
+    digest: dict[str, int] = field(validator=b.clock())
+    hash: str = field(default="", validator=b.DIGEST)
 
 
 Frame = (

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from chatd.core.node import Node, Role, Send
-from chatd.wire import Election, Heartbeat, UpdateCoordinator, Vote
+from chatd.identity import sign_claim
+from chatd.wire import Election, Heartbeat, Vote
 from tests.core.mesh import Mesh
 from tests.core.test_node import group
 
@@ -72,20 +73,31 @@ def test_a_flood_of_elections_costs_one_term_and_one_answer_each() -> None:
     for _ in range(1000):
         replies += alice.frame_received(bob.node_id, Election(bob.node_id, 2), mesh.now)
     assert alice.role is Role.COORDINATOR
-    assert alice.term == 3  # reasserted once over the candidate's term, then fenced
+    assert alice.term == 3  # reasserted once over the candidate's term
     votes = [e for e in replies if isinstance(e, Send) and isinstance(e.frame, Vote)]
-    assert len(votes) == 1000
+    assert len(votes) == 1  # the rest came too fast for an honest candidate: refused
+    # ...and logged once, then summed up in one line with a count when the interval ends.
+    refused = [e for e in mesh.logged(alice, "frame.refused") if "too often" in e["reason"]]
+    assert len(refused) == 1
+    alice.tick(mesh.now + alice.config.refusal_log_interval)
+    (summary,) = [e for e in mesh.logged(alice, "frame.refused") if e.get("repeated")]
+    assert summary["count"] == 998
+    # An honest candidate standing again an election_timeout later is answered.
+    mesh.now += alice.config.election_timeout
+    again = alice.frame_received(bob.node_id, Election(bob.node_id, 4), mesh.now)
+    assert any(isinstance(e, Send) and isinstance(e.frame, Vote) for e in again)
 
 
 def test_a_deposed_coordinator_is_fenced_and_follows_the_new_one() -> None:
     mesh = Mesh()
     alice, bob, carol = group(mesh, 9, 1, 5)
-    carol.frame_received(alice.node_id, UpdateCoordinator(bob.node_id, 7, "ws://b"), mesh.now)
+    claim = sign_claim(mesh.identities[bob.node_id], bob.node_id, 7, bob.me.public_address)
+    carol.frame_received(bob.node_id, claim, mesh.now)
     assert (carol.coordinator, carol.term) == (bob.node_id, 7)
     # alice, still in term 1, heartbeats carol: carol tells her who coordinates now.
     answer = carol.frame_received(alice.node_id, Heartbeat(alice.node_id, 1, {}), mesh.now)
     fence = [e.frame for e in answer if isinstance(e, Send) and e.peer == alice.node_id]
-    assert UpdateCoordinator(bob.node_id, 7, bob.me.public_address) in fence
+    assert fence == [claim]  # bob's own signed claim, which carol may pass on
     alice.frame_received(carol.node_id, fence[0], mesh.now)
     assert mesh.logged(alice, "coordinator.deposed")
     # alice outranks bob, so having followed term 7 she stands and wins term 8 (bully).

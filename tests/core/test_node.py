@@ -3,6 +3,7 @@ and the refusal of bad input (logged, nothing changed, nothing lost)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from attrs import evolve
 from chatd.core.clock import tick
 from chatd.core.node import (
     Deliver,
+    Disconnect,
     Effect,
     Node,
     NodeError,
@@ -19,6 +21,7 @@ from chatd.core.node import (
     Send,
     UnregisterCoordinator,
 )
+from chatd.identity import Identity, message_id, sign_claim
 from chatd.wire import (
     Auth,
     Discussion,
@@ -73,11 +76,12 @@ def refuse(
     frame: Frame,
     event: str,
     reason: str,
-    answer: list[Effect] | None = None,
+    answer: Sequence[Effect] | None = None,
 ) -> dict[str, Any]:
     """``node`` refuses ``frame``: state unchanged, one warning, and only ``answer`` sent."""
+    node.refusals.flush(node.log, node.refusals.next_flush)  # repeats are logged again
     before, seen = state(node), len(mesh.logged(node, event))
-    assert node.frame_received(sender.node_id, frame, mesh.now) == (answer or [])
+    assert node.frame_received(sender.node_id, frame, mesh.now) == list(answer or [])
     assert state(node) == before
     (logged,) = mesh.logged(node, event)[seen:]
     assert logged["level"] == "warning"
@@ -226,8 +230,22 @@ def test_a_tampered_message_is_refused_and_the_genuine_one_still_taken(
     mesh, (alice, bob, carol) = trio_of_nodes
     genuine = signed(mesh, alice, "the real text")
     tampered = evolve(genuine, message="words put in alice's mouth")
-    refuse(mesh, bob, carol, tampered, "message.refused", "signature")
-    refuse(mesh, bob, carol, evolve(genuine, signature="AAAA"), "message.refused", "signature")
+    # Whoever hands over an invalid message is hostile: banned, its link closed.
+    expelled = [
+        Disconnect(carol.node_id, "sent an invalid message: signature does not match node-id")
+    ]
+    refuse(mesh, bob, carol, tampered, "message.refused", "signature", expelled)
+    assert carol.node_id in bob.banned
+    # Straight from its origin too: a direct receiver checks what a relay receiver checks.
+    refuse(
+        mesh,
+        bob,
+        alice,
+        evolve(genuine, signature="AAAA"),
+        "message.refused",
+        "signature",
+        [Disconnect(alice.node_id, "sent an invalid message: signature does not match node-id")],
+    )
     # The refusal did not mark the id as seen: the genuine copy is not lost.
     bob.frame_received(alice.node_id, genuine, mesh.now)
     assert bob.history.last(1) == [genuine]
@@ -239,20 +257,36 @@ def test_a_message_whose_origin_was_changed_by_a_relay_is_refused(
     mesh, (alice, bob, carol) = trio_of_nodes
     genuine = signed(mesh, alice)
     spoofed = evolve(genuine, node_id=carol.node_id)
-    # From carol herself her link vouches for the origin, but alice's id does not fit it.
-    refuse(mesh, bob, carol, spoofed, "message.refused", "not derived from its origin")
+
+    def expelled(peer: Node, why: str) -> list[Effect]:
+        return [Disconnect(peer.node_id, f"sent an invalid message: {why}")]
+
+    derived = "id is not derived from its origin and sequence number"
+    refuse(mesh, bob, carol, spoofed, "message.refused", derived, expelled(carol, derived))
     with_carols_key = evolve(spoofed, public_key=mesh.identities[carol.node_id].public_key)
-    refuse(mesh, bob, carol, with_carols_key, "message.refused", "not derived from its origin")
-    # Relayed by someone else, the signature must match the claimed origin.
-    refuse(mesh, bob, alice, with_carols_key, "message.refused", "signature")
+    refuse(mesh, bob, carol, with_carols_key, "message.refused", derived, expelled(carol, derived))
+    # With carol's own id derived, the signature must still be carol's.
+    carols_id = evolve(
+        with_carols_key, id=message_id(carol.node_id, 1), vector_clock={carol.node_id: 1}
+    )
+    bad = "signature does not match node-id"
+    refuse(mesh, bob, alice, carols_id, "message.refused", "signature", expelled(alice, bad))
 
 
-@pytest.mark.parametrize("text", ["x" * 4097, "é" * 2049])
+@pytest.mark.parametrize("text", ["é" * 2049, "€" * 1366])
 def test_a_message_over_the_text_limit_is_refused(
     trio_of_nodes: tuple[Mesh, list[Node]], text: str
 ) -> None:
     mesh, (alice, bob, _) = trio_of_nodes
-    refuse(mesh, bob, alice, signed(mesh, alice, text), "message.refused", "size limit")
+    answer: list[Effect] = [
+        Disconnect(alice.node_id, "sent an invalid message: text over the size limit")
+    ]
+    refuse(mesh, bob, alice, signed(mesh, alice, text), "message.refused", "size limit", answer)
+
+
+def test_a_text_over_the_limit_in_characters_cannot_even_be_built() -> None:
+    with pytest.raises(ValueError, match="message: length 4097 is over 4096"):
+        Identity.generate(b"\x01" * 32).sign("a", TIMESTAMP, "x" * 4097, {"a": 1})
 
 
 def test_a_relay_reusing_another_origins_id_cannot_shadow_the_genuine_message() -> None:
@@ -276,25 +310,14 @@ def test_a_vector_clock_not_counting_its_origin_is_refused(
 ) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
     without = {k: v for k, v in bob.delivered_clock().items() if k != alice.node_id}
-    refuse(
-        mesh,
-        bob,
-        alice,
-        signed(mesh, alice, clock=without),
-        "message.refused",
-        "does not count the origin",
-    )
+    why = "vector clock does not count the origin"
+    answer: list[Effect] = [Disconnect(alice.node_id, f"sent an invalid message: {why}")]
+    refuse(mesh, bob, alice, signed(mesh, alice, clock=without), "message.refused", why, answer)
     zero = {**without, alice.node_id: 0}
-    refuse(
-        mesh,
-        bob,
-        alice,
-        signed(mesh, alice, clock=zero),
-        "message.refused",
-        "does not count the origin",
-    )
+    refuse(mesh, bob, alice, signed(mesh, alice, clock=zero), "message.refused", why, answer)
     negative = {**tick(bob.delivered_clock(), alice.node_id), carol.node_id: -1}
-    refuse(mesh, bob, alice, signed(mesh, alice, clock=negative), "message.refused", "negative")
+    with pytest.raises(ValueError, match="outside"):
+        signed(mesh, alice, clock=negative)  # out of the wire's range: cannot even be built
 
 
 def test_a_reused_sequence_number_cannot_replace_the_delivered_message(
@@ -303,9 +326,17 @@ def test_a_reused_sequence_number_cannot_replace_the_delivered_message(
     mesh, (alice, bob, carol) = trio_of_nodes
     reused = signed(mesh, alice, "a second first message", clock=bob.delivered_clock())
     original = next(m for m in bob.history if m.id == reused.id)
-    assert bob.frame_received(carol.node_id, reused, mesh.now) == []
-    assert [m for m in bob.history if m.id == reused.id] == [original]
     assert original.message != reused.message
+    # Both validly signed by alice: an equivocation. Every node keeps the lower signature,
+    # the proof (both versions) goes to every other peer, and alice is banned.
+    effects = bob.frame_received(carol.node_id, reused, mesh.now)
+    kept = min(original, reused, key=lambda m: m.signature)
+    assert [m for m in bob.history if m.id == reused.id] == [kept]
+    proof = [e for e in effects if isinstance(e, Send)]
+    assert [(e.peer, e.frame) for e in proof] == [(alice.node_id, Discussion([original, reused]))]
+    assert Disconnect(alice.node_id, "equivocated") in effects
+    assert alice.node_id in bob.banned
+    assert len(mesh.logged(bob, "message.equivocation")) == 1
 
 
 def test_a_duplicate_message_is_delivered_once(trio_of_nodes: tuple[Mesh, list[Node]]) -> None:
@@ -330,7 +361,10 @@ def test_nodes_from_a_peer_that_is_not_the_coordinator_is_refused(
     takeover = Nodes(
         node=[carol.me, bob.me], neighbours={}, term=bob.term, coordinator=carol.node_id
     )
-    refuse(mesh, bob, carol, takeover, "frame.refused", "another coordinator")
+    refuse(mesh, bob, carol, takeover, "frame.refused", "not the coordinator of this term")
+    # Nor of a newer term: a new coordinator's signed claim comes first, never a nodes.
+    newer = evolve(takeover, term=bob.term + 1)
+    refuse(mesh, bob, carol, newer, "frame.refused", "not the coordinator of this term")
     naming_alice = evolve(takeover, coordinator=alice.node_id)
     refuse(mesh, bob, carol, naming_alice, "frame.refused", "not sent by the coordinator")
 
@@ -340,19 +374,31 @@ def test_nodes_of_an_older_term_is_refused(trio_of_nodes: tuple[Mesh, list[Node]
     old = Nodes(
         node=[alice.me, bob.me], neighbours={}, term=bob.term - 1, coordinator=alice.node_id
     )
-    refuse(mesh, bob, alice, old, "frame.refused", "older term")
+    refuse(mesh, bob, alice, old, "frame.refused", "not the coordinator of this term")
 
 
 def test_update_coordinator_with_a_stale_term_or_wrong_sender_is_refused(
     trio_of_nodes: tuple[Mesh, list[Node]],
 ) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
-    current = UpdateCoordinator(alice.node_id, bob.term, alice.me.public_address)
-    stale = UpdateCoordinator(coordinator=carol.node_id, term=bob.term - 1)
-    # Fenced: refused, and the sender is told who coordinates now.
+    current = alice.claim
+    assert current is not None and (current.coordinator, current.term) == (alice.node_id, bob.term)
+    carols = mesh.identities[carol.node_id]
+    stale = sign_claim(carols, carol.node_id, bob.term - 1, carol.me.public_address)
+    # Fenced: refused, and the sender is told who coordinates now (alice's signed claim).
     refuse(mesh, bob, carol, stale, "frame.refused", "older term", [Send(carol.node_id, current)])
+    # A claim for another node, or unsigned, or forged, is refused outright.
+    for_alice = sign_claim(carols, alice.node_id, bob.term + 1, "ws://trap")
+    refuse(mesh, bob, carol, for_alice, "frame.refused", "not signed by its coordinator")
+    unsigned = UpdateCoordinator(carol.node_id, bob.term + 1, carol.me.public_address)
+    refuse(mesh, bob, carol, unsigned, "frame.refused", "not signed by its coordinator")
+    forged = evolve(sign_claim(carols, carol.node_id, bob.term + 1, "ws://x"), term=bob.term + 2)
+    refuse(mesh, bob, carol, forged, "frame.refused", "signature")
+    # A term far beyond any seen would exhaust the range: refused.
+    huge = sign_claim(carols, carol.node_id, 2**53 - 2, carol.me.public_address)
+    refuse(mesh, bob, carol, huge, "frame.refused", "far above any seen")
     # A rival claim for the same term: the higher rank of the two wins.
-    rival = UpdateCoordinator(carol.node_id, bob.term, carol.me.public_address)
+    rival = sign_claim(carols, carol.node_id, bob.term, carol.me.public_address)
     mesh.now += 1.0  # past the fencing rate limit
     if bob.rank(carol.node_id) < bob.rank(alice.node_id):
         answer: list[Effect] = [Send(carol.node_id, current)]
@@ -402,7 +448,8 @@ def test_coordinator_leave_hands_over_to_the_highest_priority_member() -> None:
     alice, bob, carol = group(mesh, 9, 7, 3, term=4)
     effects = mesh.leave(alice)
     handovers = [e.frame for e in effects if isinstance(e, Send)]
-    assert UpdateCoordinator(bob.node_id, 5, bob.me.public_address) in handovers
+    handover = sign_claim(mesh.identities[alice.node_id], bob.node_id, 5, bob.me.public_address)
+    assert handover in handovers
     assert Leave(alice.node_id, 5) in handovers
     assert bob.role is Role.COORDINATOR and carol.role is Role.MEMBER
     for node in (bob, carol):

@@ -99,19 +99,23 @@ GOLDEN_FRAMES: list[tuple[Frame, str]] = [
     (Election("n1", 3), '{"type":"election","node-id":"n1","term":3}'),
     (Vote(True, 3, "n2"), '{"type":"vote","ok":true,"term":3,"node-id":"n2"}'),
     (
-        UpdateCoordinator("n2", 4, "ws://n2:1"),
-        '{"type":"update-coordinator","coordinator":"n2","term":4,"address":"ws://n2:1"}',
+        UpdateCoordinator("n2", 4, "ws://n2:1", "n1", "PK", "sig"),
+        '{"type":"update-coordinator","coordinator":"n2","term":4,"address":"ws://n2:1",'
+        '"signer":"n1","public-key":"PK","signature":"sig"}',
     ),
     (
         Nodes([MEMBER], {"n1": [], "n_2": ["n1"]}, 3, "n1", 5),
         '{"type":"nodes","node":[' + MEMBER_JSON + '],"neighbours":{"n1":[],"n_2":["n1"]},'
         '"term":3,"coordinator":"n1","version":5}',
     ),
-    (DiscussionRequest({"n1": 1}), '{"type":"discussion-request","vector-clock":{"n1":1}}'),
+    (
+        DiscussionRequest({"n1": 1}, {"n1": "ab"}),
+        '{"type":"discussion-request","vector-clock":{"n1":1},"chains":{"n1":"ab"}}',
+    ),
     (Discussion([MESSAGE]), '{"type":"discussion","messages":[' + MESSAGE_JSON + "]}"),
     (
-        Heartbeat("n1", 3, {"n1": 2}),
-        '{"type":"heartbeat","node-id":"n1","term":3,"digest":{"n1":2}}',
+        Heartbeat("n1", 3, {"n1": 2}, "cd"),
+        '{"type":"heartbeat","node-id":"n1","term":3,"digest":{"n1":2},"hash":"cd"}',
     ),
 ]
 
@@ -276,7 +280,8 @@ def test_the_lone_surrogate_case_really_is_one() -> None:
 def test_size_limit_is_checked_before_parsing() -> None:
     at_limit = with_(node_id="x" * (MAX_FRAME_BYTES - len(with_(node_id=""))))
     assert len(at_limit) == MAX_FRAME_BYTES
-    assert isinstance(decode_frame(at_limit), Heartbeat)
+    with pytest.raises(DecodeError, match="node-id: length"):  # parsed, then out of range
+        decode_frame(at_limit)
     with pytest.raises(DecodeError, match="too large"):
         decode_frame(b" " * (MAX_FRAME_BYTES + 1))
 
@@ -379,7 +384,7 @@ def values_of(tp: Any) -> st.SearchStrategy[Any]:
     if tp is bool:
         return st.booleans()
     if tp is int:
-        return st.integers(-(2**63), 2**63 - 1)
+        return st.integers(0, 2**31 - 1)  # inside every field's range (chatd.wire.bounds)
     if origin is list:
         return st.lists(values_of(args[0]), max_size=3)
     if origin is dict:
@@ -399,3 +404,57 @@ def test_every_well_typed_frame_round_trips(frame: Frame) -> None:
     data = encode_frame(frame)
     assert decode_frame(data) == frame
     assert orjson.loads(data)["type"] == frame.TYPE
+
+
+# Every number, string and collection has a range, checked at decode ----------------------
+
+MEMBER_OBJ = orjson.loads(MEMBER_JSON)
+MESSAGE_OBJ = {"type": "message", **orjson.loads(MESSAGE_JSON)}
+
+OUT_OF_RANGE: list[tuple[dict[str, Any], str]] = [
+    ({"type": "heartbeat", "node-id": "n1", "term": -1, "digest": {}}, "term: -1 is outside"),
+    ({"type": "heartbeat", "node-id": "n1", "term": 2**53, "digest": {}}, "term: 9007199254740992"),
+    (
+        {"type": "update-coordinator", "coordinator": "n1", "term": 2**64 - 2},
+        "is outside",
+    ),
+    ({"type": "election", "node-id": "n1", "term": 2**63 - 1}, "is outside"),
+    ({"type": "heartbeat", "node-id": "n1", "term": 1, "digest": {"n1": -1}}, "count -1"),
+    (
+        {
+            "type": "heartbeat",
+            "node-id": "n1",
+            "term": 1,
+            "digest": {f"n{i}": 1 for i in range(1025)},
+        },
+        "1025 entries, over 1024",
+    ),
+    ({"type": "join", "vector-clock": {"x" * 65: 1}}, "node-id is too long"),
+    ({"type": "leave", "node-id": "x" * 65, "term": 1}, "node-id: length 65"),
+    (
+        {
+            "type": "nodes",
+            "node": [MEMBER_OBJ] * 257,
+            "neighbours": {},
+            "term": 1,
+            "coordinator": "n1",
+        },
+        "node: length 257 is over 256",
+    ),
+    ({"type": "vote", "ok": True, "term": 1, "node-id": "n" * 65}, "node-id: length 65"),
+    ({**MESSAGE_OBJ, "message": "x" * 4097}, "message: length 4097"),
+    ({**MESSAGE_OBJ, "name": "x" * 65}, "name: length 65"),
+    ({**MESSAGE_OBJ, "vector-clock": {"n1": 2**53}}, "count 9007199254740992"),
+    ({"type": "discussion-request", "vector-clock": {}, "chains": {"n1": "x" * 129}}, "too long"),
+]
+
+
+@pytest.mark.parametrize(("frame", "why"), OUT_OF_RANGE, ids=lambda v: str(v)[:40])
+def test_a_value_out_of_its_range_is_refused_at_decode(frame: dict[str, Any], why: str) -> None:
+    with pytest.raises(DecodeError, match=why.replace("(", r"\(")):
+        decode_frame(orjson.dumps(frame))
+
+
+def test_the_node_cannot_build_a_frame_out_of_range_either() -> None:
+    with pytest.raises(ValueError, match="term"):
+        Heartbeat("n1", 2**53, {})

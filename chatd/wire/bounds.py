@@ -1,0 +1,107 @@
+"""The documented range of every number, string and collection on the wire.
+
+Each frame field carries one of these validators, so a value out of range is refused at
+decode (``DecodeError``) and the node can never build one either (constructing it raises
+``ValueError``: a bug of ours, not bad input). The README's "Limits" table lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sized
+from typing import Any
+
+# Integers stay exact in every JSON implementation (IEEE doubles) below 2**53.
+MAX_SAFE_INT = 2**53 - 1
+# Terms and sequence numbers count up from 0; an election adds 1, a message adds 1.
+MAX_TERM = MAX_SAFE_INT
+MAX_SEQUENCE = MAX_SAFE_INT
+# Priorities are small signed integers chosen by the operator.
+MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
+# A node-id is 32 hex digits; message ids are UUIDs (36). Ids longer than this are junk.
+MAX_ID_CHARS = 64
+MAX_NAME_CHARS = 64
+MAX_ADDRESS_CHARS = 256
+MAX_TIMESTAMP_CHARS = 40
+# base64 of a 32-byte key is 44 characters, of a 64-byte signature 88; a hex HMAC is 64.
+MAX_KEY_CHARS = 64
+MAX_SIGNATURE_CHARS = 128
+MAX_DIGEST_CHARS = 128
+# A discussion has at most this many members, and a vector clock at most this many
+# entries (members come and go, so a clock may name more origins than there are members).
+MAX_MEMBERS = 256
+MAX_CLOCK_ENTRIES = 1024
+# Characters of a text before the byte check (4096 UTF-8 bytes are at most 4096 chars).
+MAX_TEXT_CHARS = 4096
+
+Validator = Callable[[Any, Any, Any], None]
+
+
+def _fail(attribute: Any, why: str) -> None:
+    raise ValueError(f"{attribute.name.replace('_', '-')}: {why}")
+
+
+def int_range(low: int, high: int) -> Validator:
+    def check(_instance: Any, attribute: Any, value: int) -> None:
+        if not low <= value <= high:
+            _fail(attribute, f"{value} is outside [{low}, {high}]")
+
+    return check
+
+
+def max_len(limit: int) -> Validator:
+    def check(_instance: Any, attribute: Any, value: Sized) -> None:
+        if len(value) > limit:
+            _fail(attribute, f"length {len(value)} is over {limit}")
+
+    return check
+
+
+def clock(limit: int = MAX_CLOCK_ENTRIES) -> Validator:
+    """A vector clock: at most ``limit`` entries, ids of bounded length, counts in range."""
+
+    def check(_instance: Any, attribute: Any, value: Mapping[str, int]) -> None:
+        if len(value) > limit:
+            _fail(attribute, f"{len(value)} entries, over {limit}")
+        for node, count in value.items():
+            if len(node) > MAX_ID_CHARS:
+                _fail(attribute, "an entry's node-id is too long")
+            if not 0 <= count <= MAX_SEQUENCE:
+                _fail(attribute, f"count {count} is outside [0, {MAX_SEQUENCE}]")
+
+    return check
+
+
+def hashes(limit: int = MAX_CLOCK_ENTRIES) -> Validator:
+    """node-id → digest string, as sent for anti-entropy."""
+
+    def check(_instance: Any, attribute: Any, value: Mapping[str, str]) -> None:
+        if len(value) > limit:
+            _fail(attribute, f"{len(value)} entries, over {limit}")
+        for node, digest in value.items():
+            if len(node) > MAX_ID_CHARS or len(digest) > MAX_DIGEST_CHARS:
+                _fail(attribute, "an entry is too long")
+
+    return check
+
+
+def overlay(_instance: Any, attribute: Any, value: Mapping[str, list[str]]) -> None:
+    if len(value) > MAX_MEMBERS:
+        _fail(attribute, f"{len(value)} entries, over {MAX_MEMBERS}")
+    for node, peers in value.items():
+        if len(node) > MAX_ID_CHARS or len(peers) > MAX_MEMBERS:
+            _fail(attribute, "an entry is too long")
+        if any(len(peer) > MAX_ID_CHARS for peer in peers):
+            _fail(attribute, "a neighbour's node-id is too long")
+
+
+TERM = int_range(0, MAX_TERM)
+COUNT = int_range(0, MAX_SAFE_INT)
+PRIORITY = int_range(MIN_PRIORITY, MAX_PRIORITY)
+ID = max_len(MAX_ID_CHARS)
+NAME = max_len(MAX_NAME_CHARS)
+ADDRESS = max_len(MAX_ADDRESS_CHARS)
+TIMESTAMP = max_len(MAX_TIMESTAMP_CHARS)
+KEY = max_len(MAX_KEY_CHARS)
+SIGNATURE = max_len(MAX_SIGNATURE_CHARS)
+DIGEST = max_len(MAX_DIGEST_CHARS)
+TEXT = max_len(MAX_TEXT_CHARS)
