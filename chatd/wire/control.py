@@ -20,6 +20,7 @@ ERROR_CODES: dict[str, int] = {
     "forbidden": 5,  # the caller's uid is not the daemon's
     "leaving": 6,  # the node is leaving
     "internal": 7,  # a bug: logged with a traceback
+    "busy": 8,  # too many control clients (or tail followers) at once: try again later
 }
 
 
