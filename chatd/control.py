@@ -3,7 +3,10 @@
 The socket is created mode 0600 and a caller whose uid (from ``SO_PEERCRED``) is not the
 daemon's is refused. Each connection may carry several requests in turn; ``tail`` with
 ``follow`` holds it until the client closes. Bad input gets an error answer with a stable
-code and a log line, never a crash.
+code and a log line, never a crash. No client can stop or stall the node or lock others
+out: connections and followers are capped (``busy``), a started request line and each
+answer have a deadline, a follower too far behind is cut off, and any exception from a
+connection (a bug included: ``internal``) ends that connection only. Bounds: ``Config``.
 """
 
 from __future__ import annotations
