@@ -10,7 +10,7 @@ Exit codes:
   2     usage error
   10+n  chatd refused the request with error code C, n = chatd.wire.ERROR_CODES[C]:
         12 bad-request, 13 too-large, 14 not-ready, 15 forbidden, 16 leaving,
-        17 internal, 18 rate-limited (10: a code this chatctl does not know)
+        17 internal, 18 busy, 19 rate-limited (10: a code this chatctl does not know)
   65    send -: stdin is not valid text
   69    no chatd at the socket path (no socket file, or nobody accepting on it)
   74    chatd closed the connection before answering (or ended tail --follow)

@@ -49,8 +49,25 @@ class Config:
     join_timeout: float = 5.0
     # On leave, how long to wait for queued frames to reach peers.
     leave_flush_timeout: float = 2.0
-    # Queued deliveries per `tail --follow` client before it is cut off as too slow.
+    # Queued deliveries per `tail --follow` client before it is cut off as too slow (the
+    # connection is closed at once, backlog and all): 100 s of a busy discussion.
     tail_queue_messages: int = 10_000
+    # Control connections the kernel queues for chatd to accept (Linux caps it at
+    # net.core.somaxconn, 4096 by default): a burst of clients while the node is busy waits
+    # instead of being refused with EAGAIN.
+    control_backlog: int = 1024
+    # Control clients served at once; one more is answered `busy` and closed. Each costs a
+    # task and a descriptor, so hundreds of stuck clients cannot exhaust the node's.
+    control_clients_max: int = 256
+    # Of those, `tail --follow` clients at once (each one is a delivery queue).
+    tail_followers_max: int = 64
+    # Once a request line has started, the rest must come within this time, else the
+    # client is answered `bad-request` and closed: half a line cannot hold a slot forever.
+    # A connection between requests (no partial line) may stay idle.
+    control_line_timeout: float = 10.0
+    # An answer (other than a `tail --follow` stream) the client does not take within this
+    # time ends the connection: a client that stops reading cannot hold a slot forever.
+    control_write_timeout: float = 10.0
 
     # Bounds on what one member can make a node hold or do (README: Trust model, Limits).
     # A message more than this many sequence numbers ahead of what is delivered from its

@@ -3,12 +3,16 @@
 The socket is created mode 0600 and a caller whose uid (from ``SO_PEERCRED``) is not the
 daemon's is refused. Each connection may carry several requests in turn; ``tail`` with
 ``follow`` holds it until the client closes. Bad input gets an error answer with a stable
-code and a log line, never a crash.
+code and a log line, never a crash. No client can stop or stall the node or lock others
+out: connections and followers are capped (``busy``), a started request line and each
+answer have a deadline, a follower too far behind is cut off, and any exception from a
+connection (a bug included: ``internal``) ends that connection only. Bounds: ``Config``.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 import struct
@@ -47,24 +51,40 @@ from chatd.wire import (
 
 # A request line longer than this is refused: a 4 KiB text JSON-escaped is far below it.
 MAX_REQUEST_BYTES = 64 * 1024
+# How long a client refused as `busy` has to send its request and read the answer.
+BUSY_LINGER = 1.0
 
 
 class ControlSocketError(Exception):
     """The control socket cannot be set up; the message says why, for the operator."""
 
 
-class LineReader:
-    """Newline-delimited reads from a stream, with a cap on line length."""
+class LineTimeout(Exception):
+    """A request line was started but not finished in time."""
 
-    def __init__(self, stream: trio.abc.ReceiveStream, limit: int) -> None:
+
+class Stalled(Exception):
+    """The client did not take an answer in time."""
+
+
+class LineReader:
+    """Newline-delimited reads from a stream, with a cap on line length and, once a line has
+    started, a deadline for the rest of it."""
+
+    def __init__(
+        self, stream: trio.abc.ReceiveStream, limit: int, timeout: float = math.inf
+    ) -> None:
         self._stream = stream
         self._limit = limit
+        self._timeout = timeout
         self._buffer = bytearray()
+        self._deadline = math.inf  # for the partial line in the buffer
 
     async def next_line(self) -> bytes | None:
         """The next line without its newline; None at end of stream.
 
-        Raises ``DecodeError`` when a line exceeds the limit.
+        Raises ``DecodeError`` when a line exceeds the limit, ``LineTimeout`` when a line
+        is still unfinished ``timeout`` seconds after this call first waited for its rest.
         """
         while True:
             end = self._buffer.find(b"\n")
@@ -73,13 +93,21 @@ class LineReader:
             if end >= 0:
                 line = bytes(self._buffer[:end])
                 del self._buffer[: end + 1]
+                self._deadline = math.inf
                 return line
             if len(self._buffer) > self._limit:
                 raise DecodeError(f"request line over {self._limit} bytes")
-            chunk = await self._stream.receive_some(65536)
-            if not chunk:
-                return bytes(self._buffer) if self._buffer.strip() else None
-            self._buffer += chunk
+            if self._buffer and self._deadline == math.inf:
+                # The clock starts when we wait, not when the bytes came: time spent
+                # answering the previous request is not the client's.
+                self._deadline = trio.current_time() + self._timeout
+            with trio.move_on_at(self._deadline if self._buffer else math.inf):
+                chunk = await self._stream.receive_some(65536)
+                if not chunk:
+                    return bytes(self._buffer) if self._buffer.strip() else None
+                self._buffer += chunk
+                continue
+            raise LineTimeout(f"request line not finished within {self._timeout:g} s")
 
 
 def prepare_socket_path(path: Path, explicit: bool) -> None:
@@ -108,11 +136,43 @@ def peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
+class LogLimiter:
+    """Warnings about clients, at most ``burst`` at once and ``rate`` a second per event.
+
+    One abusive client can cause a line per connection or request; the node's log must not
+    become its megaphone. The next line logged says how many were left out.
+    """
+
+    def __init__(self, log: Any, burst: float = 20, rate: float = 2) -> None:
+        self._log = log
+        self._burst = burst
+        self._rate = rate
+        self._tokens: dict[str, tuple[float, float]] = {}  # event: (tokens, at)
+        self._left_out: dict[str, int] = {}
+
+    def warning(self, event: str, **fields: Any) -> None:
+        now = trio.current_time()
+        tokens, at = self._tokens.get(event, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - at) * self._rate)
+        if tokens < 1:
+            self._tokens[event] = (tokens, now)
+            self._left_out[event] = self._left_out.get(event, 0) + 1
+            return
+        self._tokens[event] = (tokens - 1, now)
+        if left_out := self._left_out.pop(event, 0):
+            fields["left-out"] = left_out
+        self._log.warning(event, **fields)
+
+
 class ControlServer:
     def __init__(self, runtime: Runtime, path: Path, log: Any) -> None:
         self.runtime = runtime
+        self.config = runtime.config
         self.path = path
         self.log = log
+        self.limited = LogLimiter(log)
+        self.clients = 0  # connections being served
+        self.followers = 0  # of those, in tail --follow
         self._ops: dict[type[Request], Callable[[Any, trio.SocketStream], Awaitable[Any]]] = {
             SendRequest: self._send,
             TailRequest: self._tail,
@@ -136,7 +196,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         try:
-            sock.listen(64)
+            sock.listen(self.config.control_backlog)
             listener = trio.SocketListener(sock)
             task_status.started()
             await trio.serve_listeners(self._handle, [listener])
@@ -148,52 +208,91 @@ class ControlServer:
                     raise
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            try:
-                uid = peer_uid(stream.socket)  # type: ignore[arg-type]
-            except OSError:
-                uid = -1
-            if uid != os.getuid():
-                self.log.warning("control.refused", uid=uid, reason="different user")
-                await self._answer(
-                    stream, _error("forbidden", "this chatd belongs to another user")
-                )
-                return
-            reader = LineReader(stream, MAX_REQUEST_BYTES)
-            try:
-                while (line := await reader.next_line()) is not None:
-                    if not line.strip():
-                        continue
-                    if not await self._dispatch(line, stream):
-                        return
-            except DecodeError as exc:
-                self.log.warning("control.bad_request", reason=str(exc))
-                await self._answer(stream, _error("too-large", str(exc)))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the client went away
+        """Serve one connection. Nothing a client does or any bug in an op ends the node:
+        every exception stops here (nested nurseries raise them in groups, hence except*)."""
+        try:
+            async with stream:
+                if self.clients >= self.config.control_clients_max:
+                    self.limited.warning("control.busy", clients=self.clients)
+                    await self._answer(
+                        stream,
+                        _error("busy", f"already serving {self.clients} clients; try again later"),
+                    )
+                    # Closing at once would break the client's write of its request (EPIPE)
+                    # before it reads this answer; give it a moment to send and hang up.
+                    with trio.move_on_after(BUSY_LINGER):
+                        while await stream.receive_some(65536):
+                            pass
+                    return
+                self.clients += 1
+                try:
+                    await self._serve_client(stream)
+                finally:
+                    self.clients -= 1
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away
+        except* Stalled:
+            self.limited.warning("control.stalled", reason="the client does not read answers")
+        except* Exception:
+            self.log.exception("control.failed")
+
+    async def _serve_client(self, stream: trio.SocketStream) -> None:
+        try:
+            uid = peer_uid(stream.socket)  # type: ignore[arg-type]
+        except OSError:
+            uid = -1
+        if uid != os.getuid():
+            self.log.warning("control.refused", uid=uid, reason="different user")
+            await self._answer(stream, _error("forbidden", "this chatd belongs to another user"))
+            return
+        reader = LineReader(stream, MAX_REQUEST_BYTES, self.config.control_line_timeout)
+        try:
+            while (line := await reader.next_line()) is not None:
+                if not line.strip():
+                    continue
+                if not await self._dispatch(line, stream):
+                    return
+        except DecodeError as exc:
+            self.limited.warning("control.bad_request", reason=str(exc))
+            await self._answer(stream, _error("too-large", str(exc)))
+        except LineTimeout as exc:
+            self.limited.warning("control.timeout", reason=str(exc))
+            await self._answer(stream, _error("bad-request", str(exc)))
 
     async def _dispatch(self, line: bytes, stream: trio.SocketStream) -> bool:
-        """Answer one request; False when the connection must end (tail, leave)."""
+        """Answer one request; False when the connection must end (tail, leave, a bug)."""
         try:
             request = decode_request(decode_json(line, MAX_REQUEST_BYTES))
         except DecodeError as exc:
-            self.log.warning("control.bad_request", reason=str(exc))
+            self.limited.warning("control.bad_request", reason=str(exc))
             await self._answer(stream, _error("bad-request", str(exc)))
             return True
-        self.log.debug("control.request", op=type(request).OP)
+        op = type(request).OP
+        self.log.debug("control.request", op=op)
         try:
             answer = await self._ops[type(request)](request, stream)
         except NodeError as exc:
-            self.log.info("control.refused", op=type(request).OP, code=exc.code, reason=str(exc))
+            self.log.info("control.refused", op=op, code=exc.code, reason=str(exc))
             await self._answer(stream, _error(exc.code, str(exc)))
             return True
+        except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
+            raise  # the client's doing, handled by _handle
+        except Exception:
+            # A bug in the op: say so, with a traceback, and end this connection only.
+            self.log.exception("control.failed", op=op)
+            await self._answer(stream, _error("internal", f"{op} failed; see chatd's log"))
+            return False
         if answer is None:
             return False
         await self._answer(stream, answer)
         return not isinstance(request, LeaveRequest)
 
     async def _answer(self, stream: trio.SocketStream, answer: Any) -> None:
-        await stream.send_all(encode(answer) + b"\n")
+        """Write one answer; ``Stalled`` if the client does not take it in time."""
+        with trio.move_on_after(self.config.control_write_timeout):
+            await stream.send_all(encode(answer) + b"\n")
+            return
+        raise Stalled
 
     async def _send(self, request: SendRequest, stream: trio.SocketStream) -> Any:
         if self.runtime.node.role is Role.LEAVING:
@@ -204,21 +303,44 @@ class ControlServer:
     async def _tail(self, request: TailRequest, stream: trio.SocketStream) -> None:
         if request.last < 0:
             raise NodeError("bad-request", "last must be ≥ 0")
-        # Subscribe before the snapshot, so nothing falls between the two.
-        live = self.runtime.subscribe() if request.follow else None
-        recent = self.runtime.node.history.last(request.last)
-        await self._answer(stream, OkResponse())
-        for message in recent:
-            await self._answer(stream, MessageView.of(message))
-        if live is None:
-            return
-        shown = {m.id for m in recent}
-        async with live, trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_eof, stream, nursery.cancel_scope)
-            async for message in live:
-                if message.id not in shown:
-                    await self._answer(stream, MessageView.of(message))
-            nursery.cancel_scope.cancel()
+        if not request.follow:
+            recent = self.runtime.node.history.last(request.last)
+            await self._answer(stream, OkResponse())
+            for message in recent:
+                await self._answer(stream, MessageView.of(message))
+            return None
+        if self.followers >= self.config.tail_followers_max:
+            self.limited.warning("control.busy", followers=self.followers)
+            raise NodeError("busy", f"already {self.followers} tail followers; try again later")
+        self.followers += 1
+        try:
+            await self._follow(request, stream)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client hung up (e.g. `chatctl tail -f | head` once head exits)
+        finally:
+            self.followers -= 1
+        return None
+
+    async def _follow(self, request: TailRequest, stream: trio.SocketStream) -> None:
+        """The recent messages, then each new one, until the client hangs up or falls
+        ``tail_queue_messages`` behind (the subscription is dropped: cut it off at once,
+        even mid-write to a client that stopped reading)."""
+        async with trio.open_nursery() as nursery:
+            cut_off = nursery.cancel_scope
+            # Subscribe before the snapshot, so nothing falls between the two.
+            with self.runtime.subscribe(on_drop=cut_off.cancel) as live:
+                recent = self.runtime.node.history.last(request.last)
+                nursery.start_soon(_cancel_on_eof, stream, cut_off)
+                # No write deadline here: a pager the user paused is allowed to lag, up to
+                # the subscription's queue.
+                await stream.send_all(encode(OkResponse()) + b"\n")
+                for message in recent:
+                    await stream.send_all(encode(MessageView.of(message)) + b"\n")
+                shown = {m.id for m in recent}
+                async for message in live:
+                    if message.id not in shown:
+                        await stream.send_all(encode(MessageView.of(message)) + b"\n")
+                cut_off.cancel()  # the node is stopping
 
     async def _history(self, request: HistoryRequest, stream: trio.SocketStream) -> Any:
         return HistoryResponse([MessageView.of(m) for m in self.runtime.node.history])

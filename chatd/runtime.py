@@ -81,7 +81,7 @@ class Runtime:
         self.links: dict[str, PeerLink] = {}
         self.director_error: str | None = None
         self._dialers: dict[str, trio.CancelScope] = {}
-        self._subscribers: set[trio.MemorySendChannel[Message]] = set()
+        self._subscribers: dict[trio.MemorySendChannel[Message], Callable[[], None]] = {}
         self._joined = trio.Event()
         self._leave_requested = trio.Event()
         self._links_gone = trio.Event()
@@ -126,20 +126,28 @@ class Runtime:
     def _publish(self, message: Message) -> None:
         if self.on_deliver is not None:
             self.on_deliver(message)
-        for subscriber in list(self._subscribers):
+        for subscriber, on_drop in list(self._subscribers.items()):
             try:
                 subscriber.send_nowait(message)
             except trio.WouldBlock:
-                self._subscribers.discard(subscriber)
+                del self._subscribers[subscriber]
                 subscriber.close()
                 self.log.warning("tail.dropped", reason="the client reads too slowly")
+                on_drop()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.discard(subscriber)  # the client has gone
+                del self._subscribers[subscriber]  # the client has gone
 
-    def subscribe(self) -> trio.MemoryReceiveChannel[Message]:
-        """A stream of every message delivered from now on; closed if it falls behind."""
+    def subscribe(
+        self, on_drop: Callable[[], None] = lambda: None
+    ) -> trio.MemoryReceiveChannel[Message]:
+        """A stream of every message delivered from now on.
+
+        One that falls ``tail_queue_messages`` behind is closed and ``on_drop`` called: its
+        reader may be blocked writing to a client that stopped reading, and must be cut off
+        rather than left to drain a backlog the client no longer wants.
+        """
         send, receive = trio.open_memory_channel[Message](self.config.tail_queue_messages)
-        self._subscribers.add(send)
+        self._subscribers[send] = on_drop
         return receive
 
     @property

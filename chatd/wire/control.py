@@ -20,7 +20,8 @@ ERROR_CODES: dict[str, int] = {
     "forbidden": 5,  # the caller's uid is not the daemon's
     "leaving": 6,  # the node is leaving
     "internal": 7,  # a bug: logged with a traceback
-    "rate-limited": 8,  # over the flood limit (Config.flood_rate, flood_burst)
+    "busy": 8,  # too many control clients (or tail followers) at once: try again later
+    "rate-limited": 9,  # over the flood limit (Config.flood_rate, flood_burst)
 }
 
 
