@@ -6,6 +6,8 @@ tests swap in ``chatd.testing.memory`` to run a cluster in one process.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -14,6 +16,8 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import (
     ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
     HandshakeError,
     WebSocketConnection,
     WebSocketRequest,
@@ -114,7 +118,7 @@ class WebSocketTransport:
         except (OSError, HandshakeError, trio.TooSlowError) as exc:
             if connected:
                 raise
-            raise ConnectError(f"cannot reach {address}: {exc or type(exc).__name__}") from None
+            raise ConnectError(f"cannot reach {address}: {dial_failure(exc)}") from None
 
     async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async def on_request(request: WebSocketRequest) -> None:
@@ -142,6 +146,43 @@ class WebSocketTransport:
                 )
             )
             task_status.started(f"ws://{_host_for_url(self.host)}:{server.port}")
+
+
+def dial_failure(exc: BaseException) -> str:
+    """Why a dial failed, never empty: "connection refused", "timed out", "HTTP 404", ...
+
+    trio-websocket wraps the socket error in a ``HandshakeError`` without a message, and
+    trio wraps the per-address errors of a connect in a group; the errno says it best.
+    """
+    if isinstance(exc, ConnectionRejected):
+        return f"websocket upgrade refused: HTTP {exc.status_code}"
+    if isinstance(exc, ConnectionTimeout | trio.TooSlowError):
+        return "timed out"
+    if isinstance(exc, HandshakeError) and exc.__cause__ is not None:
+        return dial_failure(exc.__cause__)
+    if isinstance(exc, OSError):
+        leaves = _os_errors(exc)
+        reasons = list(dict.fromkeys(r for r in map(_strerror, leaves) if r))
+        if reasons:
+            return "; ".join(reasons)
+    return str(exc) or type(exc).__name__
+
+
+def _os_errors(exc: BaseException) -> list[OSError]:
+    """The OSErrors behind ``exc``: itself, or the members of the group it was raised from."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for member in exc.exceptions for leaf in _os_errors(member)]
+    if isinstance(exc, OSError) and exc.errno is None and exc.__cause__ is not None:
+        return _os_errors(exc.__cause__) or [exc]
+    return [exc] if isinstance(exc, OSError) else []
+
+
+def _strerror(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):  # its errno is a resolver code, not an errno
+        return str(exc.strerror or "").lower()
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc)
 
 
 def _host_for_url(host: str) -> str:
