@@ -280,6 +280,10 @@ class WebSocketTransport:
                     with trio.move_on_after(DISCONNECT_TIMEOUT):
                         await ws.aclose()
                     nursery.cancel_scope.cancel()
+        except* (ConnectionClosed, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            # E.g. trio-websocket's reader answering garbage with a 400 on a connection
+            # already reset: it ends this connection, and must never end the listener.
+            pass
         finally:
             release()
             await trio.aclose_forcefully(stream)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,3 +269,31 @@ def test_half_sent_upgrade_requests_are_closed_at_the_deadline(setup: Setup) -> 
     )
     assert alice.alive
     check_flow([alice, bob], "after half-sent upgrades")
+
+
+def test_garbage_then_a_reset_does_not_stop_the_node(setup: Setup) -> None:
+    # Not HTTP: trio-websocket answers 400, and a reset meanwhile made that answer raise
+    # in a task of the listener's, which stopped the node.
+    alice, bob = setup.alice, setup.bob
+    linger_reset = struct.pack("ii", 1, 0)
+    port = setup.port
+    for i in range(300):
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except ConnectionRefusedError:
+            stopped = f"alice stopped after {i} connections\n{alice.describe()}"
+            raise AssertionError(stopped) from None
+        with sock:
+            sock.sendall(b"\x16\x03\x01 not http\r\n\r\n" * 50)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_reset)
+            if i % 3:
+                _closed_by_peer_blocking(sock, 0.002 * (i % 5))
+    check_flow([alice, bob], "after garbage and resets")
+    assert alice.alive
+
+
+def _closed_by_peer_blocking(sock: socket.socket, seconds: float) -> None:
+    """Give the node ``seconds`` to answer before the reset (varies the interleaving)."""
+    sock.settimeout(seconds)
+    with contextlib.suppress(OSError):
+        sock.recv(4096)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -222,3 +223,24 @@ async def test_a_client_that_hangs_up_frees_its_slot_at_once() -> None:
             while transport.unauthenticated:  # noqa: ASYNC110 (a counter, not an event)
                 await trio.sleep(0.01)
     assert log.warnings == []  # a port scan is not worth a log line
+
+
+async def test_garbage_then_a_reset_ends_that_connection_only() -> None:
+    # trio-websocket answers a request that is not HTTP with a 400; on a connection reset
+    # meanwhile, that send raises from its reader task, which once ended the listener.
+    served = trio.Event()
+
+    async def handler(channel: Channel) -> None:
+        served.set()
+
+    async with serving(handler, cap=500) as (_, port, _log):
+        for i in range(200):
+            with socket.socket() as sock:
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(b"\x16\x03\x01 not http\r\n\r\n" * 50)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                await trio.sleep(0.001 * (i % 5))
+        # Still serving.
+        with trio.fail_after(5):
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/"):
+                await served.wait()
