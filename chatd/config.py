@@ -40,8 +40,17 @@ class Config:
     # Frames queued for one peer before the node gives up on it (a peer that stops
     # reading is disconnected rather than allowed to stall the node).
     peer_queue_frames: int = 4096
-    # A connection must finish hello + auth within this time.
+    # An incoming connection must finish the websocket upgrade and hello + auth within
+    # this time of its TCP accept (one deadline for the whole path); a dialed one, hello +
+    # auth. Generous for a LAN round trip or three, short for a descriptor held by a stranger.
     handshake_timeout: float = 5.0
+    # Incoming connections not yet authenticated, at most, on the peer port; one more is
+    # closed as soon as it is accepted. Honest peers need a handful at once (a group's
+    # members dialing after a failover); 64 is far more than that, and 64 descriptors held
+    # for handshake_timeout each are far below the usual limit of 1024, so strangers who
+    # open connections and never finish cannot exhaust the node's descriptors or tasks.
+    # Authenticated links are not counted.
+    max_unauthenticated_peers: int = 64
     # Reconnect backoff bounds, doubling from min to max.
     dial_backoff_min: float = 0.05
     dial_backoff_max: float = 2.0

@@ -50,7 +50,14 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
         log.warning("security.insecure", detail="no group secret: any process can join")
     prepare_socket_path(options.socket, options.socket_explicit)
     director = DirectorClient(options.director, options.secret, config.director_timeout)
-    transport = WebSocketTransport(options.host, options.port, config.max_frame_bytes)
+    transport = WebSocketTransport(
+        options.host,
+        options.port,
+        config.max_frame_bytes,
+        handshake_timeout=config.handshake_timeout,
+        max_unauthenticated=config.max_unauthenticated_peers,
+        log=log,
+    )
     started = trio.Event()
     holder: list[Runtime] = []
 

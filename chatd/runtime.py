@@ -191,6 +191,7 @@ class Runtime:
         except (HandshakeFailed, ChannelClosed) as exc:
             self.log.warning("peer.refused", remote=channel.remote, reason=str(exc))
             return
+        channel.authenticated()
         await self._run_link(channel, hello)
 
     async def _handshake(self, channel: Channel, expected: str | None) -> Hello:
@@ -207,8 +208,11 @@ class Runtime:
             public_key=self.node.identity.public_key,
             secure=self.secret is not None,
         )
+        # An accepted channel's deadline was set at the TCP accept, so the websocket
+        # upgrade and hello/auth share one handshake_timeout (see WebSocketTransport.serve).
+        deadline = min(channel.deadline, self.now() + self.config.handshake_timeout)
         try:
-            with trio.fail_after(self.config.handshake_timeout):
+            with trio.fail_at(deadline):
                 return await handshake(channel, self.node.identity, hello, self.secret, expected)
         except trio.TooSlowError:
             raise HandshakeFailed("handshake timed out") from None
@@ -263,6 +267,7 @@ class Runtime:
                 try:
                     async with self.transport.open_channel(address) as channel:
                         hello = await self._handshake(channel, expected=peer)
+                        channel.authenticated()
                         backoff = self.config.dial_backoff_min
                         await self._run_link(channel, hello)
                 except (ConnectError, HandshakeFailed, ChannelClosed) as exc:

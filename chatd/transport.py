@@ -2,28 +2,47 @@
 
 A ``Channel`` carries whole frames (bytes) both ways. The runtime never sees websockets;
 tests swap in ``chatd.testing.memory`` to run a cluster in one process.
+
+Unauthenticated connections are bounded, so that anyone who can reach the peer port cannot
+hold the node's file descriptors: see ``WebSocketTransport.serve``.
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
     ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
     HandshakeError,
     WebSocketConnection,
-    WebSocketRequest,
     open_websocket_url,
-    serve_websocket,
+    wrap_server_stream,
 )
+
+from chatd import log as chat_log
 
 # trio-websocket's own reader queues this many messages before it stops reading; ours
 # drains it continuously, so a small queue is enough.
 WS_QUEUE = 16
+# How long closing an accepted websocket may wait for the peer's close frame.
+DISCONNECT_TIMEOUT = 2.0
+# Refusals and accept failures are counted, and logged at most once per this many seconds:
+# a flood of connections must not become a flood of log lines.
+REPORT_INTERVAL = 5.0
+# accept() failing for want of descriptors or memory is temporary (connections close, the
+# deadline frees them): wait this long and accept again, as trio's serve_listeners does.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY = 0.1
 
 
 class ChannelClosed(Exception):
@@ -36,6 +55,13 @@ class ConnectError(OSError):
 
 class Channel(Protocol):
     remote: str
+    # An accepted channel: the trio clock time by which the peer must have finished the
+    # handshake, counted from the TCP accept. ``math.inf`` for a dialed channel.
+    deadline: float
+
+    def authenticated(self) -> None:
+        """The handshake succeeded: the deadline no longer applies, and an accepted
+        channel stops counting against the cap of unauthenticated connections."""
 
     async def send(self, data: bytes) -> None:
         """Send one frame; raises ``ChannelClosed``."""
@@ -56,14 +82,30 @@ class Transport(Protocol):
     async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Accept channels forever, each handled by ``handler`` in its own task.
 
-        ``task_status.started(address)`` reports the address really bound.
+        ``task_status.started(address)`` reports the address really bound. The handler
+        must finish the handshake by ``channel.deadline`` (or give up), then call
+        ``channel.authenticated()``.
         """
 
 
 class WebSocketChannel:
-    def __init__(self, ws: WebSocketConnection, remote: str) -> None:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        remote: str,
+        deadline: float = math.inf,
+        on_authenticated: Callable[[], None] | None = None,
+    ) -> None:
         self._ws = ws
         self.remote = remote
+        self.deadline = deadline
+        self._on_authenticated = on_authenticated
+
+    def authenticated(self) -> None:
+        self.deadline = math.inf
+        if self._on_authenticated is not None:
+            self._on_authenticated()
+            self._on_authenticated = None
 
     async def send(self, data: bytes) -> None:
         try:
@@ -90,10 +132,24 @@ def _reason(exc: ConnectionClosed) -> str:
 
 
 class WebSocketTransport:
-    def __init__(self, host: str, port: int, max_frame_bytes: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        max_frame_bytes: int,
+        *,
+        handshake_timeout: float = 5.0,
+        max_unauthenticated: int = 64,
+        log: Any = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.max_frame_bytes = max_frame_bytes
+        self.handshake_timeout = handshake_timeout
+        self.max_unauthenticated = max_unauthenticated
+        self.log = log if log is not None else chat_log.get_logger()
+        # Accepted connections not yet authenticated (or closed): each holds a descriptor.
+        self.unauthenticated = 0
 
     @asynccontextmanager
     async def open_channel(self, address: str) -> AsyncIterator[Channel]:
@@ -114,34 +170,215 @@ class WebSocketTransport:
         except (OSError, HandshakeError, trio.TooSlowError) as exc:
             if connected:
                 raise
-            raise ConnectError(f"cannot reach {address}: {exc or type(exc).__name__}") from None
+            raise ConnectError(f"cannot reach {address}: {dial_failure(exc)}") from None
 
     async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        async def on_request(request: WebSocketRequest) -> None:
-            # The client may be gone already (a dial called off mid-handshake, a reset):
-            # that ends this connection only. Raised here, it would stop the whole server.
-            try:
-                ws = await request.accept()
-                end = ws.remote
-            except (ConnectionClosed, OSError):
-                return
-            remote = end if isinstance(end, str) else f"{end.address}:{end.port}"
-            await handler(WebSocketChannel(ws, remote))
+        """Accept peers until cancelled; unauthenticated connections are bounded.
 
+        A connection that has not proved itself costs a descriptor and a task, and anyone
+        who can reach the port can open one, so until ``channel.authenticated()``:
+
+        - at most ``max_unauthenticated`` are open at once; one more is closed as soon as
+          it is accepted (and counted in a ``peer.connections_refused`` line, at most one
+          per ``REPORT_INTERVAL``);
+        - each has ONE deadline, ``handshake_timeout`` after the TCP accept, for the whole
+          path: the HTTP upgrade (enforced here; a stalled one is closed and counted) and
+          then hello/auth (enforced by the handler, which is given it as
+          ``channel.deadline``, so that it can log why it refused the peer).
+
+        The slot is released when the handler calls ``channel.authenticated()`` (an
+        authenticated link is never counted) or returns, whichever comes first.
+        """
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(
-                lambda task_status: serve_websocket(
-                    on_request,
-                    self.host,
-                    self.port,
-                    ssl_context=None,
-                    max_message_size=self.max_frame_bytes,
-                    message_queue_size=WS_QUEUE,
-                    disconnect_timeout=2,
-                    task_status=task_status,
-                )
+            refused = _Tally(
+                self.log,
+                "peer.connections_refused",
+                nursery,
+                reason=f"over the cap of {self.max_unauthenticated} unauthenticated connections",
             )
-            task_status.started(f"ws://{_host_for_url(self.host)}:{server.port}")
+            stalled = _Tally(
+                self.log,
+                "peer.connections_refused",
+                nursery,
+                reason=f"websocket upgrade not done within {self.handshake_timeout:g} s",
+            )
+            accept_failed = _Tally(self.log, "peer.accept_failed", nursery)
+            for listener in listeners:
+                nursery.start_soon(
+                    self._accept_loop, listener, handler, nursery, refused, stalled, accept_failed
+                )
+            task_status.started(f"ws://{_host_for_url(self.host)}:{port}")
+
+    async def _accept_loop(
+        self,
+        listener: trio.SocketListener,
+        handler: Handler,
+        nursery: trio.Nursery,
+        refused: _Tally,
+        stalled: _Tally,
+        accept_failed: _Tally,
+    ) -> None:
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    # Out of descriptors: the node goes on; accepting resumes once some close.
+                    accept_failed.add(error=_strerror(exc))
+                    await trio.sleep(ACCEPT_RETRY)
+                    continue
+                if self.unauthenticated >= self.max_unauthenticated:
+                    await trio.aclose_forcefully(stream)
+                    refused.add()
+                    continue
+                self.unauthenticated += 1
+                deadline = trio.current_time() + self.handshake_timeout
+                nursery.start_soon(self._serve_connection, stream, handler, deadline, stalled)
+
+    async def _serve_connection(
+        self, stream: trio.SocketStream, handler: Handler, deadline: float, stalled: _Tally
+    ) -> None:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.unauthenticated -= 1
+
+        try:
+            async with trio.open_nursery() as nursery:
+                ws: WebSocketConnection | None = None
+                with trio.move_on_at(deadline) as upgrade:
+                    # The client may be gone already (a dial called off mid-handshake, a
+                    # reset): that ends this connection only, never the listener.
+                    try:
+                        request = await wrap_server_stream(
+                            # Duck-typed: wrap_server_stream only calls start_soon.
+                            cast(trio.Nursery, _ReaderWatch(nursery, upgrade)),
+                            stream,
+                            message_queue_size=WS_QUEUE,
+                            max_message_size=self.max_frame_bytes,
+                        )
+                        ws = await request.accept()
+                    except (ConnectionClosed, OSError, trio.BrokenResourceError):
+                        ws = None
+                if ws is None:
+                    if upgrade.cancelled_caught and trio.current_time() >= deadline:
+                        stalled.add()
+                    nursery.cancel_scope.cancel()  # the websocket's reader task
+                    return
+                end = ws.remote
+                remote = end if isinstance(end, str) else f"{end.address}:{end.port}"
+                try:
+                    await handler(WebSocketChannel(ws, remote, deadline, release))
+                finally:
+                    with trio.move_on_after(DISCONNECT_TIMEOUT):
+                        await ws.aclose()
+                    nursery.cancel_scope.cancel()
+        except* (ConnectionClosed, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            # E.g. trio-websocket's reader answering garbage with a 400 on a connection
+            # already reset: it ends this connection, and must never end the listener.
+            pass
+        finally:
+            release()
+            await trio.aclose_forcefully(stream)
+
+
+class _ReaderWatch:
+    """Stands in for the nursery given to ``wrap_server_stream``, to see its reader end.
+
+    A reader that ends before the upgrade request is read (the client hung up, or sent
+    something that is not HTTP) means no request will ever come: stop waiting for one
+    now, so that a port scan does not hold a slot until the deadline.
+    """
+
+    def __init__(self, nursery: trio.Nursery, upgrade: trio.CancelScope) -> None:
+        self.nursery = nursery
+        self.upgrade = upgrade
+
+    def start_soon(self, reader: Callable[[], Awaitable[None]]) -> None:
+        async def watched() -> None:
+            try:
+                await reader()
+            finally:
+                self.upgrade.cancel()  # a no-op once the upgrade scope has exited
+
+        self.nursery.start_soon(watched)
+
+
+class _Tally:
+    """Counts like events and logs them at most once per ``REPORT_INTERVAL``, with a count.
+
+    The first of a burst is logged at once, the rest in one line per interval: one line
+    per refused connection would let whoever floods the port flood the log too.
+    """
+
+    def __init__(self, log: Any, event: str, nursery: trio.Nursery, **fields: Any) -> None:
+        self.log = log
+        self.event = event
+        self.nursery = nursery
+        self.fields = fields
+        self.counts: dict[str, int] = {}
+        self._last = -math.inf
+        self._pending = False
+
+    def add(self, error: str = "") -> None:
+        self.counts[error] = self.counts.get(error, 0) + 1
+        if not self._pending:
+            self._pending = True
+            self.nursery.start_soon(self._report)
+
+    async def _report(self) -> None:
+        await trio.sleep_until(max(self._last + REPORT_INTERVAL, trio.current_time()))
+        self._last = trio.current_time()
+        counts, self.counts, self._pending = self.counts, {}, False
+        for error, count in counts.items():
+            extra = {"error": error} if error else {}
+            self.log.warning(
+                self.event, count=count, interval=REPORT_INTERVAL, **self.fields, **extra
+            )
+
+
+def dial_failure(exc: BaseException) -> str:
+    """Why a dial failed, never empty: "connection refused", "timed out", "HTTP 404", ...
+
+    trio-websocket wraps the socket error in a ``HandshakeError`` without a message, and
+    trio wraps the per-address errors of a connect in a group; the errno says it best.
+    """
+    if isinstance(exc, ConnectionRejected):
+        return f"websocket upgrade refused: HTTP {exc.status_code}"
+    if isinstance(exc, ConnectionTimeout | trio.TooSlowError):
+        return "timed out"
+    if isinstance(exc, HandshakeError) and exc.__cause__ is not None:
+        return dial_failure(exc.__cause__)
+    if isinstance(exc, OSError):
+        leaves = _os_errors(exc)
+        reasons = list(dict.fromkeys(r for r in map(_strerror, leaves) if r))
+        if reasons:
+            return "; ".join(reasons)
+    return str(exc) or type(exc).__name__
+
+
+def _os_errors(exc: BaseException) -> list[OSError]:
+    """The OSErrors behind ``exc``: itself, or the members of the group it was raised from."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for member in exc.exceptions for leaf in _os_errors(member)]
+    if isinstance(exc, OSError) and exc.errno is None and exc.__cause__ is not None:
+        return _os_errors(exc.__cause__) or [exc]
+    return [exc] if isinstance(exc, OSError) else []
+
+
+def _strerror(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):  # its errno is a resolver code, not an errno
+        return str(exc.strerror or "").lower()
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc)
 
 
 def _host_for_url(host: str) -> str:
