@@ -27,7 +27,7 @@ def fingerprint(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:32]
 
 
-def _signed_bytes(
+def message_bytes(
     id: str, node_id: str, name: str, timestamp: str, text: str, clock: Mapping[str, int]
 ) -> bytes:
     return orjson.dumps(
@@ -71,7 +71,7 @@ class Identity:
         """
         if id is None:
             id = message_id(self.node_id, clock.get(self.node_id, 0))
-        payload = _signed_bytes(id, self.node_id, name, timestamp, text, clock)
+        payload = message_bytes(id, self.node_id, name, timestamp, text, clock)
         signature = self.sign_bytes(payload)
         return Message(
             id=id,
@@ -117,7 +117,7 @@ def verify(message: Message) -> bool:
     """Whether ``message`` was signed by the owner of its ``node-id``."""
     return key_matches_id(message.public_key, message.node_id) and verify_bytes(
         message.public_key,
-        _signed_bytes(
+        message_bytes(
             message.id,
             message.node_id,
             message.name,
@@ -129,14 +129,14 @@ def verify(message: Message) -> bool:
     )
 
 
-def _claim_bytes(coordinator: str, term: int, address: str, signer: str) -> bytes:
+def claim_bytes(coordinator: str, term: int, address: str, signer: str) -> bytes:
     return orjson.dumps(["chat-claim-v1", coordinator, term, address, signer])
 
 
 def sign_claim(ident: Identity, coordinator: str, term: int, address: str) -> UpdateCoordinator:
     """A coordinator claim signed by ``ident``: the coordinator itself, or the coordinator
     handing its role over."""
-    signature = ident.sign_bytes(_claim_bytes(coordinator, term, address, ident.node_id))
+    signature = ident.sign_bytes(claim_bytes(coordinator, term, address, ident.node_id))
     return UpdateCoordinator(
         coordinator=coordinator,
         term=term,
@@ -151,6 +151,6 @@ def verify_claim(claim: UpdateCoordinator) -> bool:
     """Whether ``claim`` carries a valid signature of the node named ``signer``."""
     return key_matches_id(claim.public_key, claim.signer) and verify_bytes(
         claim.public_key,
-        _claim_bytes(claim.coordinator, claim.term, claim.address, claim.signer),
+        claim_bytes(claim.coordinator, claim.term, claim.address, claim.signer),
         claim.signature,
     )

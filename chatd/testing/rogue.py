@@ -32,7 +32,7 @@ import attrs
 import orjson
 import trio
 
-from chatd.identity import Identity, message_id
+from chatd.identity import Identity, claim_bytes, message_bytes, message_id, sign_claim
 from chatd.peers import handshake
 from chatd.transport import Channel, ChannelClosed, Transport
 from chatd.wire import (
@@ -172,6 +172,25 @@ class Rogue:
             message = attrs.evolve(message, signature=forged)
         return message
 
+    def message_raw(self, seq: int, text: str, clock: Mapping[str, int]) -> dict[str, Any]:
+        """A validly signed message as a raw frame, so its clock may be out of range."""
+        full = {**clock, self.node_id: seq}
+        id, name, timestamp = message_id(self.node_id, seq), self.name, utc_now()
+        signature = self.identity.sign_bytes(
+            message_bytes(id, self.node_id, name, timestamp, text, full)
+        )
+        return {
+            "type": Message.TYPE,
+            "id": id,
+            "node-id": self.node_id,
+            "name": name,
+            "timestamp": timestamp,
+            "message": text,
+            "vector-clock": full,
+            "public-key": self.identity.public_key,
+            "signature": signature,
+        }
+
     def bad_signature(
         self, seq: int, text: str, *, clock: Mapping[str, int] | None = None
     ) -> Message:
@@ -185,14 +204,38 @@ class Rogue:
         return self.message(seq, text_a, clock=clock), self.message(seq, text_b, clock=clock)
 
     def claim(
-        self, term: int, coordinator: str | None = None, address: str | None = None
+        self,
+        term: int,
+        coordinator: str | None = None,
+        address: str | None = None,
+        *,
+        signed: bool = True,
     ) -> UpdateCoordinator:
-        """``update-coordinator``: ``coordinator`` (default: the rogue) rules ``term``."""
-        return UpdateCoordinator(
+        """``update-coordinator``: ``coordinator`` (default: the rogue) rules ``term``,
+        signed by the rogue (as a real claim is), or unsigned."""
+        claim = UpdateCoordinator(
             coordinator if coordinator is not None else self.node_id,
             term,
             self.address if address is None else address,
         )
+        if not signed:
+            return claim
+        return sign_claim(self.identity, claim.coordinator, claim.term, claim.address)
+
+    def claim_raw(self, term: int) -> dict[str, Any]:
+        """A claim signed by the rogue as a raw frame, so its term may be out of range."""
+        signature = self.identity.sign_bytes(
+            claim_bytes(self.node_id, term, self.address, self.node_id)
+        )
+        return {
+            "type": UpdateCoordinator.TYPE,
+            "coordinator": self.node_id,
+            "term": term,
+            "address": self.address,
+            "signer": self.node_id,
+            "public-key": self.identity.public_key,
+            "signature": signature,
+        }
 
     def election(self, term: int) -> Election:
         return Election(self.node_id, term)

@@ -54,11 +54,11 @@ async def test_a_rogue_joins_and_its_valid_message_reaches_everyone(
                 assert all(m.node.coordinator == coordinator.node.node_id for m in members)
 
 
-async def test_a_bad_signature_is_refused_by_a_node_that_did_not_take_it_first_hand(
+async def test_a_peer_handing_over_a_forged_message_is_banned(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # A tampered message relayed through the toolkit's raw path: a node checks the
-    # signature of any message not straight from its origin, so this passes today.
+    # Another origin's message with its text changed: whoever hands over an invalid message
+    # is hostile, so the node closes its link and will not take it back.
     async with open_cluster(seed=12) as cluster:
         members = await start(cluster, ["a", "b", "c"])
         rogue = Rogue(
@@ -67,20 +67,19 @@ async def test_a_bad_signature_is_refused_by_a_node_that_did_not_take_it_first_h
             cluster.secret,
             cluster.network.transport("mem://rogue"),
         )
-        forged = forged_relay(rogue)
+        target = members[1]
         with trio.fail_after(30):
-            async with rogue.connect(members[1].node.me.public_address) as link:
-                await link.send_raw(forged)
-                good = rogue.message(1, "first hand")
-                await link.send(good)
-                await cluster.wait_until(
-                    lambda: good.id in members[1].history_ids, "the valid message arrives"
-                )
-                await cluster.wait_until(
-                    lambda: all(good.id in m.history_ids for m in members),
-                    "the valid message reaches everyone",
-                )
-        assert all(m.history_ids == [good.id] for m in members)
+            async with rogue.connect(target.node.me.public_address) as link:
+                await link.send_raw(forged_relay(rogue))
+                await link.closed.wait()
+            assert rogue.node_id in target.node.banned
+            async with rogue.connect(target.node.me.public_address) as again:
+                await again.closed.wait()  # banned: closed as soon as it is linked
+            members[0].runtime.send_text("honest traffic goes on")
+            await cluster.wait_until(
+                lambda: all(len(m.history_ids) == 1 for m in members), "everyone has it"
+            )
+        assert all(rogue.node_id not in m.node.delivered_clock() for m in members)
 
 
 def forged_relay(rogue: Rogue) -> dict[str, object]:
