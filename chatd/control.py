@@ -78,7 +78,11 @@ class LineReader:
                 raise DecodeError(f"request line over {self._limit} bytes")
             chunk = await self._stream.receive_some(65536)
             if not chunk:
-                return bytes(self._buffer) if self._buffer.strip() else None
+                # The last line may lack its newline. Empty the buffer, or every later call
+                # would return that line again (a half-closed client's request, forever).
+                line = bytes(self._buffer)
+                self._buffer.clear()
+                return line if line.strip() else None
             self._buffer += chunk
 
 
