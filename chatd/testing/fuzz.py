@@ -499,7 +499,7 @@ def mutate_bytes(data: bytes, rng: random.Random, others: list[bytes]) -> bytes:
 
 
 def _document(
-    rng: random.Random, kinds: dict[str, Any], tag: str, others: list[bytes]
+    rng: random.Random, kinds: dict[str, Any], tag: str, others: list[bytes], cap: int
 ) -> bytes | str:
     name, cls = rng.choice(list(kinds.items()))
     tree: dict[Any, Any] = {tag: name, **valid_body(cls, rng)}
@@ -520,6 +520,8 @@ def _document(
         data = bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
     else:
         data = b"".join(rng.choice(BYTE_TOKENS) for _ in range(rng.randrange(1, 32)))
+    if len(data) > 2 * cap:  # grown too far: anything over the cap is refused alike
+        data = data[: rng.choice([cap, cap + 1, 2 * cap])]
     if rng.random() < 0.1:  # as a websocket text message or a str caller would pass it
         return data.decode("utf-8", rng.choice(["surrogateescape", "replace"]))
     return data
@@ -535,11 +537,11 @@ _REQUEST_SAMPLES = _samples(REQUEST_TYPES, "op")
 
 
 def frame_input(rng: random.Random) -> bytes | str:
-    return _document(rng, FRAME_TYPES, "type", _FRAME_SAMPLES)
+    return _document(rng, FRAME_TYPES, "type", _FRAME_SAMPLES, MAX_FRAME_BYTES)
 
 
 def request_input(rng: random.Random) -> bytes | str:
-    return _document(rng, REQUEST_TYPES, "op", _REQUEST_SAMPLES)
+    return _document(rng, REQUEST_TYPES, "op", _REQUEST_SAMPLES, MAX_REQUEST_BYTES)
 
 
 def stream_input(rng: random.Random) -> Stream:
