@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench bench-quick
+.PHONY: demo test lint fuzz venv clean bench bench-quick
 
 demo: $(STAMP)
 	$(BIN)/python -m chatd.demo $(ARGS)
@@ -13,6 +13,11 @@ test: $(STAMP)
 	$(BIN)/ruff check chatd chatctl director tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# 100,000 inputs per decoder (peer frames, control requests, control lines); `make test`
+# runs 2,000 each. ARGS: --seed S to replay, --cases N, --decoder NAME, --case I.
+fuzz: $(STAMP)
+	$(BIN)/python -m chatd.testing.fuzz $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check chatd chatctl director tests bench

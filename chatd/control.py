@@ -104,7 +104,11 @@ class LineReader:
             with trio.move_on_at(self._deadline if self._buffer else math.inf):
                 chunk = await self._stream.receive_some(65536)
                 if not chunk:
-                    return bytes(self._buffer) if self._buffer.strip() else None
+                    # The last line may lack its newline. Empty the buffer, or every later
+                    # call would return that line again (a half-closed client's request).
+                    line = bytes(self._buffer)
+                    self._buffer.clear()
+                    return line if line.strip() else None
                 self._buffer += chunk
                 continue
             raise LineTimeout(f"request line not finished within {self._timeout:g} s")

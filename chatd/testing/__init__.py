@@ -1,1 +1,2 @@
-"""Test support that ships with the package: an in-memory network and in-process clusters."""
+"""Test support that ships with the package: an in-memory network, in-process
+clusters, and the decoder fuzzer (``python -m chatd.testing.fuzz``)."""

@@ -164,9 +164,9 @@ def encode_frame(frame: Frame) -> bytes:
     return orjson.dumps({"type": frame.TYPE, **body})
 
 
-def decode_frame(data: bytes | str) -> Frame:
+def decode_frame(data: bytes | str, limit: int = MAX_FRAME_BYTES) -> Frame:
     """Decode one peer frame; raises ``DecodeError`` for anything but a valid frame."""
-    obj = decode_json(data)
+    obj = decode_json(data, limit)
     if not isinstance(obj, dict):
         raise DecodeError("a frame must be a JSON object")
     kind = obj.pop("type", None)
