@@ -7,6 +7,7 @@ import getpass
 import os
 import sys
 
+import attrs
 import trio
 
 from chatd import log as chat_log
@@ -16,6 +17,7 @@ from chatd.control import ControlSocketError
 from chatd.daemon import Options, run_chatd
 from chatd.director_client import DirectorError, check_base_url
 from chatd.paths import resolve_socket_path
+from chatd.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,6 +40,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=sorted(PROFILES), default="lan", help="timer profile")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
+        "--flood-rate",
+        type=float,
+        metavar="MSGS/S",
+        help="messages a second this node's user may send (default 10; receivers allow 2x)",
+    )
+    p.add_argument(
+        "--flood-burst", type=int, metavar="N", help="messages at once above the rate (default 50)"
+    )
+    p.add_argument(
         "--bench-trace",
         action="store_true",
         help="benchmarks only: print a JSON line with a monotonic timestamp per delivery",
@@ -57,6 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.port <= 65535:
         print(f"chatd: port {args.port} is out of range", file=sys.stderr)
         return 2
+    if not MIN_PRIORITY <= args.priority <= MAX_PRIORITY:
+        print(f"chatd: priority {args.priority} is outside a 32-bit integer", file=sys.stderr)
+        return 2
+    config = PROFILES[args.profile]
+    if args.flood_rate is not None:
+        if not args.flood_rate > 0:
+            print("chatd: --flood-rate must be positive", file=sys.stderr)
+            return 2
+        config = attrs.evolve(config, flood_rate=args.flood_rate)
+    if args.flood_burst is not None:
+        if args.flood_burst < 1:
+            print("chatd: --flood-burst must be at least 1", file=sys.stderr)
+            return 2
+        config = attrs.evolve(config, flood_burst=args.flood_burst)
     name = args.name or _default_name()
     options = Options(
         director=args.director,
@@ -71,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_trace=args.bench_trace,
     )
     try:
-        return trio.run(run_chatd, options, PROFILES[args.profile], chat_log.get_logger())
+        return trio.run(run_chatd, options, config, chat_log.get_logger())
     except ControlSocketError as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return 1
