@@ -12,6 +12,7 @@ import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 import trio
@@ -116,6 +117,19 @@ class Runtime:
             self._joined.set()
         if self.node.role is not Role.LEAVING:
             self._reconcile_dials()
+
+    def feed(self, event: str, transition: Callable[[], list[Effect]], **context: Any) -> bool:
+        """Run one core transition and carry out its effects.
+
+        Bad input is the core's to refuse; an exception here is a bug of ours, and it must
+        cost that one event, never the node: logged at error with a traceback, False.
+        """
+        try:
+            self.apply(transition())
+        except Exception:
+            self.log.exception("core.failed", core_event=event, **context)
+            return False
+        return True
 
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._nursery is None:
@@ -224,17 +238,24 @@ class Runtime:
             old.close("replaced by a newer connection")
         self.links[peer] = link
         self._links_gone = trio.Event()
-        self.apply(self.node.peer_connected(hello, self.now()))
+        self.feed("peer.connected", lambda: self.node.peer_connected(hello, self.now()), peer=peer)
 
         def on_frame(frame: Frame) -> None:
-            try:
-                self.apply(self.node.frame_received(peer, frame, self.now()))
-            except Exception:
-                # A bug must cost one frame, never the node.
-                self.log.exception("frame.failed", peer=peer, type=frame.TYPE)
+            received = lambda: self.node.frame_received(peer, frame, self.now())  # noqa: E731
+            if not self.feed("frame", received, peer=peer, type=frame.TYPE):
+                link.close("a frame from this peer could not be handled")
 
         def on_bad_frame(reason: str) -> None:
-            self.log.warning("frame.malformed", peer=peer, reason=reason)
+            # Logged once per peer and interval, then summed up (chatd.core.abuse).
+            self.node.refusals.note(
+                self.log,
+                "frame.malformed",
+                peer,
+                "frame",
+                "undecodable",
+                self.now(),
+                detail=reason[:200],
+            )
 
         reason = "cancelled"
         try:
@@ -242,7 +263,11 @@ class Runtime:
         finally:
             if self.links.get(peer) is link:
                 del self.links[peer]
-                self.apply(self.node.peer_disconnected(peer, self.now()))
+                self.feed(
+                    "peer.disconnected",
+                    lambda: self.node.peer_disconnected(peer, self.now()),
+                    peer=peer,
+                )
             if not self.links:
                 self._links_gone.set()
             self.log.info("peer.closed", peer=peer, reason=reason)
@@ -284,7 +309,9 @@ class Runtime:
     async def _run_timers(self) -> None:
         while True:
             await trio.sleep_until(self.node.next_deadline())
-            self.apply(self.node.tick(self.now()))
+            if not self.feed("tick", lambda: self.node.tick(self.now())):
+                # The deadline may not have moved: do not spin on a failing timer.
+                await trio.sleep(self.config.heartbeat_interval)
 
     async def _join(self) -> None:
         """Ask the director where to go until this node is in a discussion."""
@@ -304,9 +331,9 @@ class Runtime:
                 self.log.info("join.waiting", reason="the director has just started")
                 await trio.sleep(self.config.director_interval / 2)
             elif advice.action == "start":
-                self.apply(self.node.start_discussion(advice.term, self.now()))
+                self.feed("start", partial(self.node.start_discussion, advice.term, self.now()))
             elif advice.coordinator is not None:
-                self.apply(self.node.join(advice.coordinator, self.now()))
+                self.feed("join", partial(self.node.join, advice.coordinator, self.now()))
                 with trio.move_on_after(self.config.join_timeout):
                     await self._joined.wait()
                 if not self.node.ready:
@@ -321,7 +348,10 @@ class Runtime:
                     holder = await self.director.register_coordinator(record)
                 self._director_up()
                 if holder is not None:
-                    self.apply(self.node.director_refused(holder, self.now()))
+                    held = holder
+                    self.feed(
+                        "director.refused", lambda: self.node.director_refused(held, self.now())
+                    )
             except self._retryable as exc:
                 self._director_down(str(exc) or "timed out")
 

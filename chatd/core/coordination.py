@@ -118,7 +118,7 @@ class Coordination(NodeState):
     def _check_claim(self, claim: UpdateCoordinator) -> str | None:
         """Why no honest node would make ``claim``, or None."""
         if not self._term_is_sane(claim.term):
-            return f"term {claim.term} is far above any seen"
+            return "term far above any seen"
         handover = claim.signer == self.coordinator and claim.signer != claim.coordinator
         if claim.signer != claim.coordinator and not handover:
             return "claim not signed by its coordinator or ours"
@@ -198,7 +198,7 @@ class Coordination(NodeState):
         if frame.node_id != peer or peer not in self.members:
             return self._refuse(peer, frame, "not a member")
         if not self._term_is_sane(frame.term):
-            return self._refuse(peer, frame, f"term {frame.term} is far above any seen")
+            return self._refuse(peer, frame, "term far above any seen")
         if self.rank(peer) > self.rank(self.node_id) or self.role is Role.LEAVING:
             return []
         last = self._last_election.get(peer)

@@ -21,6 +21,7 @@ from chatd.core.node import (
     Send,
     UnregisterCoordinator,
 )
+from chatd.core.abuse import TokenBucket
 from chatd.identity import Identity, message_id, sign_claim
 from chatd.wire import (
     Auth,
@@ -522,3 +523,42 @@ def test_the_discussion_ends_when_all_have_left_one_by_one() -> None:
         unregistered.append([e for e in effects if isinstance(e, UnregisterCoordinator)])
     assert unregistered == [[], [], [UnregisterCoordinator(term=2)]]
     assert mesh.nodes == {}
+
+
+# Flood control -----------------------------------------------------------------------------
+
+
+def test_flood_control_at_the_sender_and_at_every_receiver() -> None:
+    mesh = Mesh()
+    alice, bob, _ = group(mesh, 0, 0, 0)
+    limited = evolve(alice.config, flood_rate=1.0, flood_burst=5)
+    for node in mesh.nodes.values():
+        node.config = limited
+    alice._send_bucket = TokenBucket(limited.flood_rate, limited.flood_burst)
+    for i in range(5):
+        mesh.send(alice, f"burst {i}")
+    with pytest.raises(NodeError) as refused:
+        alice.send_text("one too many", TIMESTAMP, mesh.now)
+    assert refused.value.code == "rate-limited"
+    mesh.now += 1.0  # one more token
+    mesh.send(alice, "a second later")
+    # A modified alice ignores her own limit: her link carries twice the burst, no more.
+    ident, start = mesh.identities[alice.node_id], alice.delivered_clock()[alice.node_id]
+    flood = [
+        ident.sign(
+            "alice",
+            TIMESTAMP,
+            f"flood {i}",
+            {**alice.delivered_clock(), alice.node_id: start + 1 + i},
+        )
+        for i in range(30)
+    ]
+    taken = [bob.frame_received(alice.node_id, m, mesh.now) for m in flood]
+    delivered = [e for effects in taken for e in effects if isinstance(e, Deliver)]
+    # bob allows alice 2 x 5 at once and 2 a second: 10 - 5 (the burst) + 2 (a second) - 1.
+    assert len(delivered) == 6
+    assert bob.counters["messages.flood_dropped"] == 30 - len(delivered)
+    assert len(mesh.logged(bob, "message.dropped")) == 1  # once, then a count
+    bob.tick(mesh.now + limited.refusal_log_interval)
+    (summary,) = [e for e in mesh.logged(bob, "message.dropped") if e.get("repeated")]
+    assert summary["count"] == 30 - len(delivered) - 1

@@ -54,7 +54,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with Cluster(root) as cluster:
         with overall_deadline(40, "starting the discussion"):
             director = cluster.start_director(insecure=True)
-            alice = cluster.spawn_node("alice", director.url).wait_ready()
+            # These tests pour thousands of messages in: lift the user's flood limit.
+            lifted = ["--flood-rate", "1000000", "--flood-burst", "1000000"]
+            alice = cluster.spawn_node("alice", director.url, extra=lifted).wait_ready()
             wait_until(
                 lambda: status(alice.socket)["role"] == "coordinator",
                 DEFAULT_TIMEOUT,
