@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from attrs import evolve
 
+from chatd.core.abuse import TokenBucket
 from chatd.core.clock import tick
 from chatd.core.node import (
     Deliver,
@@ -21,7 +22,6 @@ from chatd.core.node import (
     Send,
     UnregisterCoordinator,
 )
-from chatd.core.abuse import TokenBucket
 from chatd.identity import Identity, message_id, sign_claim
 from chatd.wire import (
     Auth,
