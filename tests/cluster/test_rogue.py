@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from chatd.core.node import Role
@@ -9,7 +10,7 @@ from chatd.identity import Identity
 from chatd.testing.cluster import open_cluster
 from chatd.testing.rogue import Rogue, open_links
 from chatd.wire import Heartbeat, Nodes
-from tests.cluster.test_discussion import start
+from tests.cluster.test_discussion import histories_equal, start
 
 
 async def test_a_rogue_joins_and_its_valid_message_reaches_everyone(
@@ -97,3 +98,47 @@ def forged_relay(rogue: Rogue) -> dict[str, object]:
         "public-key": real.public_key,
         "signature": rogue.identity.sign_bytes(b"whatever"),
     }
+
+
+async def equivocation_scenario(seed: int, names: list[str]) -> None:
+    async with open_cluster(seed=seed) as cluster:
+        members = await start(cluster, names)
+        coordinator = next(m for m in members if m.node.role is Role.COORDINATOR)
+        rogue = Rogue(
+            Identity.generate(bytes([seed]) * 32),
+            "rogue",
+            cluster.secret,
+            cluster.network.transport("mem://rogue"),
+        )
+        version_a, version_b = rogue.equivocation(1, "to the first half", "to the second half")
+        half = len(members) // 2
+        async with rogue.connect(coordinator.node.me.public_address) as link:
+            await link.join()
+            await link.wait_admitted()
+            addresses = [m.node.me.public_address for m in members]
+            async with open_links(rogue, addresses) as links:
+                for i, lk in enumerate(links):
+                    await lk.send(version_a if i < half else version_b)
+                await cluster.wait_until(
+                    lambda: all(version_a.id in m.history_ids for m in members),
+                    "every node delivers one version",
+                )
+        kept = min(version_a, version_b, key=lambda m: m.signature)
+        await cluster.wait_until(
+            lambda: all(m.node.history.get(kept.id) == kept for m in members),
+            "every node keeps the lower signature",
+        )
+        for i, member in enumerate(members):
+            member.runtime.send_text(f"honest {i}")
+        await cluster.wait_until(
+            lambda: histories_equal(members, 1 + len(members)), "identical histories"
+        )
+        assert all(rogue.node_id in m.node.banned for m in members)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_an_equivocation_split_across_the_group_ends_in_one_history(
+    autojump_clock: trio.testing.MockClock, seed: int
+) -> None:
+    with trio.fail_after(60):
+        await equivocation_scenario(20 + seed, ["a", "b", "c", "d"])
