@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import Child, Tracker, payload
+from bench.common import UNLIMITED, Child, Tracker, payload
 from tests.e2e.harness import ControlClient, binary, child_env
 
 START_TIMEOUT = 30.0
@@ -77,8 +77,7 @@ class ChatCluster:
             argv = [binary("chatd"), "--director", url, "--name", name, "--socket", str(sock)]
             argv += ["--host", "127.0.0.1", "--port", "0", "--profile", "lan", "--insecure"]
             argv += ["--bench-trace", "--priority", str(self.n - i)]
-            # Benchmarks measure the system, not the flood limit a user is held to.
-            argv += ["--flood-rate", "1000000", "--flood-burst", "1000000"]
+            argv += UNLIMITED
             node = Child(f"chatd[{name}]", argv, self._on_line(name), env=self.env)
             self.nodes.append(node)
             self.sockets.append(sock)

@@ -25,6 +25,9 @@ if str(ROOT) not in sys.path:
 Result = dict[str, Any]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAYLOAD_BYTES = 200
+# chatd flags that lift the flood limit: benchmarks measure the system, not the limit a
+# user is held to (README: Trust model).
+UNLIMITED = ["--flood-rate", "1000000", "--flood-burst", "1000000"]
 
 
 class Child:

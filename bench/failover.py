@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import UNLIMITED  # noqa: E402  (needs the repository on sys.path)
 from tests.e2e.harness import (  # noqa: E402  (needs the repository on sys.path)
     Cluster,
     ControlClient,
@@ -86,7 +87,9 @@ def one_run(number: int, nodes_count: int, interval: float, after: float) -> dic
         director = cluster.start_director()
         names = [f"n{i}" for i in range(nodes_count)]
         nodes = [
-            cluster.spawn_node(name, director.url, extra=["--priority", str(10 * (i + 1))])
+            cluster.spawn_node(
+                name, director.url, extra=["--priority", str(10 * (i + 1)), *UNLIMITED]
+            )
             for i, name in enumerate(names)
         ]
         for node in nodes:

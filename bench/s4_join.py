@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import UNLIMITED
 from bench.s3_overlay import main
 from tests.e2e.harness import Cluster, ControlClient, Node, stop
 
@@ -81,7 +82,7 @@ def measure_join(cluster: Cluster, director: str, name: str, count: int) -> dict
     """Start node B, wait until it is a member holding ``count`` messages, stop it."""
     wall0 = time.time()
     t0 = time.monotonic()
-    node: Node = cluster.spawn_node(name, director, insecure=True)
+    node: Node = cluster.spawn_node(name, director, insecure=True, extra=UNLIMITED)
     client: ControlClient | None = None
     elapsed: float | None = None
     duplicates = 0
@@ -135,7 +136,9 @@ def run(quick: bool) -> dict[str, Any]:
     ):
         director = cluster.start_director(insecure=True).url
         # A outranks every joiner, so no joiner takes the coordinator role over.
-        origin = cluster.spawn_node("a", director, insecure=True, extra=["--priority", "10"])
+        origin = cluster.spawn_node(
+            "a", director, insecure=True, extra=["--priority", "10", *UNLIMITED]
+        )
         origin.wait_ready()
         wait_coordinator(origin)
         deadline = time.monotonic() + FILL_BUDGET_S

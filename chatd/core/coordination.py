@@ -108,7 +108,7 @@ class Coordination(NodeState):
             last = self._last_claim_by.get(frame.signer)
             if last is not None and now - last < self.config.election_timeout:
                 self._refuse(peer, frame, "a lower node claims too often", hard=False)
-                return []
+                return self._fence(peer, now)  # it hears whom we follow; it claims again
             self._last_claim_by[frame.signer] = now
         return self._adopt(frame, source=peer, now=now)
 
@@ -201,13 +201,15 @@ class Coordination(NodeState):
             return self._refuse(peer, frame, "term far above any seen")
         if self.rank(peer) > self.rank(self.node_id) or self.role is Role.LEAVING:
             return []
+        vote: list[Effect] = [Send(peer, Vote(True, frame.term, self.node_id))]
         last = self._last_election.get(peer)
         if last is not None and now - last < self.config.election_timeout / 2:
-            # An honest candidate asks once per candidacy: a burst is abuse, not news.
-            return self._refuse(peer, frame, "elections too often", hard=False)
+            # An honest candidate asks once per candidacy: a burst is abuse, not news. It
+            # still gets its vote (we live and outrank it), but sets nothing else going.
+            return self._refuse(peer, frame, "elections too often", hard=False) + vote
         self._last_election[peer] = now
         self._max_term = max(self._max_term, frame.term)
-        effects: list[Effect] = [Send(peer, Vote(True, frame.term, self.node_id))]
+        effects = vote
         if self.role is Role.COORDINATOR:
             if frame.term >= self.term:  # reassert over the candidate's term
                 effects.extend(self._reassert(now, "reasserted"))
