@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 
 from attrs import evolve
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -35,7 +35,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from chatd.core.node import Node, NodeError, Role
+from chatd.config import TEST
+from chatd.core.node import Node, NodeError, RegisterCoordinator, Role, UnregisterCoordinator
 from chatd.identity import message_id, sign_claim
 from chatd.wire import (
     Discussion,
@@ -46,13 +47,16 @@ from chatd.wire import (
     Leave,
     MemberRecord,
     Message,
+    NodeRegistration,
     Nodes,
+    Unregistration,
     UpdateCoordinator,
     Vote,
     decode_frame,
     encode_frame,
 )
 from chatd.wire.bounds import MAX_SEQUENCE, MAX_TERM
+from director.registry import Refused, Registry
 from tests.core.mesh import Mesh
 
 TIMESTAMP = "2024-01-01T00:00:00Z"
@@ -89,6 +93,9 @@ class AdversaryMachine(RuleBasedStateMachine):
         self.adv_versions: dict[int, list[Message]] = {}
         self.drop_until = 0.0
         self.drop_pair: frozenset[str] = frozenset()
+        # The director, as the shell talks to it: registrations refused are answered.
+        self.registry = Registry(ttl=6 * TEST.director_interval)
+        self.registered = 0
 
     # Building ------------------------------------------------------------------------------
 
@@ -109,6 +116,7 @@ class AdversaryMachine(RuleBasedStateMachine):
             first = self.honest[0]
             mesh.join(node, mesh.nodes[first.coordinator or first.node_id])
         self._settle()
+        self._director()
         self.terms = {n.node_id: n.term for n in self.honest}
 
     # Plumbing ------------------------------------------------------------------------------
@@ -129,6 +137,20 @@ class AdversaryMachine(RuleBasedStateMachine):
             if not wanted:
                 return
             mesh.connect(*wanted[0])
+
+    def _director(self) -> None:
+        """Carry the director calls made since the last look, as ``chatd.runtime`` does."""
+        mesh = self.mesh
+        while self.registered < len(mesh.director):
+            src, effect = mesh.director[self.registered]
+            self.registered += 1
+            if isinstance(effect, UnregisterCoordinator):
+                self.registry.unregister(Unregistration(src, effect.term))
+            elif isinstance(effect, RegisterCoordinator) and src in mesh.nodes:
+                outcome = self.registry.register_coordinator(effect.record, mesh.now)
+                if isinstance(outcome, Refused):
+                    node = mesh.nodes[src]
+                    mesh.route(node, node.director_refused(outcome.current, mesh.now))
 
     def _drop(self, src: str, dst: str, frame: Frame) -> bool:
         return self.mesh.now < self.drop_until and frozenset((src, dst)) == self.drop_pair
@@ -164,6 +186,7 @@ class AdversaryMachine(RuleBasedStateMachine):
     def time_passes(self, seconds: float) -> None:
         self.mesh.tick(seconds)
         self._settle()
+        self._director()
 
     @rule(a=st.integers(0, 4), b=st.integers(0, 4), seconds=st.sampled_from([0.1, 0.3, 1.0]))
     def link_drops(self, a: int, b: int, seconds: float) -> None:
@@ -395,7 +418,7 @@ class AdversaryMachine(RuleBasedStateMachine):
 
     def _director_rejoins(self) -> None:
         """What the shell's join loop does: a node out of the discussion asks the director
-        again and is pointed at the coordinator of the highest term.
+        again (``register_node``) and follows its advice.
 
         # KNOWN: chatd.runtime runs its join loop (``Runtime._join``) only until the node is
         # first ready. A member the coordinator drops (``member.dropped``: it goes back to
@@ -404,13 +427,20 @@ class AdversaryMachine(RuleBasedStateMachine):
         # higher version, say): a joining node never stands for election and nobody else
         # dials it. The core cannot ask the director; the shell must (see the report).
         """
-        coordinators = [n for n in self.honest if n.role is Role.COORDINATOR]
-        if not coordinators:
-            return
-        best = max(coordinators, key=lambda n: (n.term, n.rank(n.node_id)))
+        mesh = self.mesh
         for node in self.honest:
-            if node.role is Role.JOINING:
-                self.mesh.join(node, best)
+            if node.role is not Role.JOINING:
+                continue
+            me = node.me
+            advice = self.registry.register_node(
+                NodeRegistration(me.node_id, me.address, me.public_address), mesh.now
+            )
+            if advice.action == "start":
+                mesh.route(node, node.start_discussion(advice.term, mesh.now))
+            elif advice.coordinator is not None:
+                mesh.route(node, node.join(advice.coordinator, mesh.now))
+            self._settle()
+            self._director()
 
     def _converged(self) -> bool:
         nodes = self.honest
@@ -434,6 +464,7 @@ class AdversaryMachine(RuleBasedStateMachine):
         for step in range(1, int(QUIESCE_SECONDS / BEAT) + 1):
             mesh.tick(BEAT)
             self._settle()
+            self._director()
             if step % int(1 / BEAT) == 0:
                 self._director_rejoins()
                 calm = calm + 1 if self._converged() else 0
@@ -458,6 +489,16 @@ class AdversaryMachine(RuleBasedStateMachine):
         for name, history in histories.items():
             assert history == first, (name, histories)
         ids = {entry[0] for entry in first}
+        # What the run reached (pytest --hypothesis-show-statistics).
+        adversary_kept = sum(1 for m in self.honest[0].history if m.node_id == self.adv.node_id)
+        event("adversary messages kept", "none" if not adversary_kept else "some")
+        banned = sum(self.adv.node_id in n.banned for n in self.honest)
+        event("adversary banned by", str(banned))
+        event(
+            "equivocations seen",
+            str(any(n.counters["messages.equivocations"] for n in self.honest)),
+        )
+        event("final term", "1-2" if self.honest[0].term <= 2 else ">2")
         assert set(self.sent) <= ids
         for node in self.honest:
             adversary = {m.id for m in node.history if m.node_id == self.adv.node_id}
