@@ -183,8 +183,17 @@ class NodeState:
         return [Disconnect(peer, reason)] if peer in self.peers else []
 
     def _term_is_sane(self, term: int) -> bool:
-        """Honest terms grow one per election: a jump far beyond any seen is forged."""
-        return term <= max(self.term, self._max_term) + self.config.max_term_step
+        """Honest terms grow one per election: a jump far beyond any seen is forged, or
+        honest on top of a forged jump this node did not see (a member pushed one node up
+        by ``max_term_step``, which then stood one higher). So a refused term still raises
+        the highest seen by what it lacked, at most ``max_term_step``: its next copy (the
+        fence comes again) is taken, and terms still grow at most that much per frame."""
+        step = self.config.max_term_step
+        ceiling = max(self.term, self._max_term) + step
+        if term <= ceiling:
+            return True
+        self._max_term = max(self._max_term, min(term - step, ceiling))
+        return False
 
     def _nodes_frame(self) -> Nodes:
         return Nodes(

@@ -27,6 +27,7 @@ from chatd.wire import (
     Auth,
     Discussion,
     DiscussionRequest,
+    Election,
     Frame,
     Heartbeat,
     Join,
@@ -439,6 +440,28 @@ def test_traffic_still_flows_after_refusals(trio_of_nodes: tuple[Mesh, list[Node
     sent = [mesh.send(node, "after") for node in (alice, bob, carol)]
     for node in (alice, bob, carol):
         assert mesh.delivered[node.node_id][-3:] == sent
+
+
+@pytest.mark.parametrize("push", ["election", "claim"])
+def test_a_term_pushed_up_at_one_node_does_not_split_the_discussion(push: str) -> None:
+    """A member pushes one node's term up by max_term_step (within the window, so taken);
+    that node's next election is one step beyond the others' window. Found by
+    tests/core/test_adversary_machine.py: they refused it for good, two coordinators."""
+    mesh = Mesh()
+    alice, bob, carol, dave = group(mesh, 0, 0, 0, 0)  # dave is the lowest: the hostile one
+    far = bob.term + bob.config.max_term_step
+    if push == "election":
+        frame: Frame = Election(dave.node_id, far)
+    else:
+        frame = sign_claim(mesh.identities[dave.node_id], dave.node_id, far, "")
+    mesh.route(bob, bob.frame_received(dave.node_id, frame, mesh.now))
+    for _ in range(40):
+        mesh.tick(0.05)
+        mesh.settle()
+    honest = (alice, bob, carol)
+    assert [n.role for n in honest].count(Role.COORDINATOR) == 1
+    assert {n.coordinator for n in honest} == {alice.node_id}
+    assert len({n.term for n in honest}) == 1 and alice.term > far
 
 
 # Leaving -----------------------------------------------------------------------------------
