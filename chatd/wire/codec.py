@@ -27,6 +27,12 @@ MAX_FRAME_BYTES = 1 << 20
 MAX_TEXT_BYTES = 4096
 
 
+# No list or object on the wire is longer than this (the fields' own ranges are tighter:
+# chatd.wire.bounds); checked before its elements are structured, so a 1 MiB frame of tiny
+# entries is refused at once instead of structured first.
+MAX_COLLECTION = 8192
+
+
 class DecodeError(ValueError):
     """Input from outside is not a valid frame or request; the message says why."""
 
@@ -71,6 +77,8 @@ def _make_converter() -> cattrs.Converter:
         def hook(value: Any, _: Any) -> Any:
             if not isinstance(value, list):
                 raise TypeError(f"expected list, got {type(value).__name__}")
+            if len(value) > MAX_COLLECTION:  # before structuring each element: cheap
+                raise ValueError(f"{len(value)} elements, over {MAX_COLLECTION}")
             return [elem_hook(v, elem) for v in value]
 
         return hook
@@ -83,6 +91,8 @@ def _make_converter() -> cattrs.Converter:
         def hook(value: Any, _: Any) -> Any:
             if not isinstance(value, dict):
                 raise TypeError(f"expected object, got {type(value).__name__}")
+            if len(value) > MAX_COLLECTION:
+                raise ValueError(f"{len(value)} entries, over {MAX_COLLECTION}")
             return {key_hook(k, key_t): val_hook(v, val_t) for k, v in value.items()}
 
         return hook
