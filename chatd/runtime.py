@@ -84,6 +84,7 @@ class Runtime:
         self._dialers: dict[str, trio.CancelScope] = {}
         self._subscribers: dict[trio.MemorySendChannel[Message], Callable[[], None]] = {}
         self._joined = trio.Event()
+        self._out = trio.Event()  # set when a node that was in a discussion drops out of it
         self._leave_requested = trio.Event()
         self._links_gone = trio.Event()
         self._register_lock = trio.Lock()  # one director registration at a time
@@ -115,6 +116,11 @@ class Runtime:
                     self._spawn(self._unregister, term)
         if self.node.ready:
             self._joined.set()
+            if self._out.is_set():
+                self._out = trio.Event()
+        elif self.node.role is Role.JOINING and self.node.has_joined and not self._out.is_set():
+            self._joined = trio.Event()
+            self._out.set()
         if self.node.role is not Role.LEAVING:
             self._reconcile_dials()
 
@@ -193,7 +199,7 @@ class Runtime:
             self._nursery = nursery
             task_status.started()
             nursery.start_soon(self._run_timers)
-            nursery.start_soon(self._join)
+            nursery.start_soon(self._stay_joined)
             await self._leave_requested.wait()
             await self._leave()
             nursery.cancel_scope.cancel()
@@ -312,6 +318,18 @@ class Runtime:
             if not self.feed("tick", lambda: self.node.tick(self.now())):
                 # The deadline may not have moved: do not spin on a failing timer.
                 await trio.sleep(self.config.heartbeat_interval)
+
+    async def _stay_joined(self) -> None:
+        """Keep the node in a discussion: join at start; and when the coordinator dropped it
+        (it was paused or cut off) and does not take it back within join_timeout (it died
+        meanwhile, or will not), ask the director where to go again."""
+        while True:
+            await self._join()
+            await self._out.wait()
+            with trio.move_on_after(self.config.join_timeout):
+                await self._joined.wait()
+            if not self.node.ready:
+                self.log.warning("join.lost", coordinator=self.node.coordinator)
 
     async def _join(self) -> None:
         """Ask the director where to go until this node is in a discussion."""

@@ -108,6 +108,9 @@ class Node(Messaging, Coordination):
         self.log.info(
             "join.started", coordinator=coordinator.node_id, address=coordinator.public_address
         )
+        if coordinator.node_id in self.peers:  # linked already: no new link will ask for us
+            self._discussion_expected[coordinator.node_id] = now + self.config.join_timeout
+            return [Send(coordinator.node_id, Join(self.delivered_clock()))]
         return []
 
     def leave(self, now: float) -> list[Effect]:
