@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
 
 import orjson
 from attrs import frozen
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.signing import VerifyKey
 
 from chatd.wire import Message, UpdateCoordinator
 
@@ -104,13 +106,21 @@ def key_matches_id(public_key: str, node_id: str) -> bool:
 
 
 def verify_bytes(public_key: str, data: bytes, signature: str) -> bool:
-    """Whether ``signature`` (base64) is ``public_key``'s (base64) signature of ``data``."""
+    """Whether ``signature`` (base64) is ``public_key``'s (base64) signature of ``data``.
+
+    Checked by libsodium (PyNaCl): 58-77 µs against 123-141 µs with ``cryptography``
+    (facts.md), and every message is checked by every receiver."""
     try:
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
-        key.verify(base64.b64decode(signature, validate=True), data)
-    except (InvalidSignature, binascii.Error, ValueError):
+        _verify_key(public_key).verify(data, base64.b64decode(signature, validate=True))
+    except (BadSignatureError, binascii.Error, ValueError, TypeError, CryptoError):
         return False
     return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _verify_key(public_key: str) -> VerifyKey:
+    """One parsed key per member, not one per message; raises ValueError for a bad key."""
+    return VerifyKey(base64.b64decode(public_key, validate=True))
 
 
 def verify(message: Message) -> bool:
