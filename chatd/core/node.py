@@ -100,7 +100,8 @@ class Node(Messaging, Coordination):
         return [RegisterCoordinator(self.coordinator_record())]
 
     def join(self, coordinator: CoordinatorRecord, now: float) -> list[Effect]:
-        """The director named the coordinator: dial it (the shell does) and ask to join."""
+        """The director named the coordinator: dial it (the shell does) and ask to join (on
+        the link's ``peer_connected``, or now if the link is up already)."""
         self.coordinator = coordinator.node_id
         self.coordinator_address = coordinator.public_address
         self._coordinator_since = now
@@ -108,6 +109,12 @@ class Node(Messaging, Coordination):
         self.log.info(
             "join.started", coordinator=coordinator.node_id, address=coordinator.public_address
         )
+        peer = coordinator.node_id
+        if self.role is Role.JOINING and peer in self.peers:
+            # Linked already (a neighbour before, or a join that timed out): the shell dials
+            # nothing, so no peer_connected will ask for us.
+            self._discussion_expected[peer] = now + self.config.join_timeout
+            return [Send(peer, Join(self.delivered_clock()))]
         return []
 
     def leave(self, now: float) -> list[Effect]:

@@ -463,6 +463,18 @@ def test_a_term_pushed_up_at_one_node_does_not_split_the_discussion(push: str) -
     assert len({n.term for n in honest}) == 1 and alice.term > far
 
 
+def test_joining_a_coordinator_already_linked_asks_at_once() -> None:
+    """A node sent back to joining, already linked to the coordinator the director names,
+    sends ``join`` at once: no new link means no ``peer_connected`` to ask for it. Found by
+    tests/core/test_adversary_machine.py (the node stayed joining for good)."""
+    mesh = Mesh()
+    alice, bob, _ = group(mesh, 0, 0, 0)
+    bob.role = Role.JOINING  # as after member.dropped, its join lost or refused
+    mesh.route(bob, bob.join(alice.coordinator_record(), mesh.now))
+    assert bob.role is Role.MEMBER
+    assert len(mesh.sent(bob, alice, Join)) == 2
+
+
 # Leaving -----------------------------------------------------------------------------------
 
 
