@@ -206,8 +206,11 @@ class AdversaryMachine(RuleBasedStateMachine):
         ahead=st.integers(1, 400),
         anyseq=st.integers(1, MAX_SEQUENCE),
         text=texts,
-        deps=st.lists(st.tuples(st.integers(0, 3), st.integers(-1, 2)), max_size=4),
-        unknown=st.lists(st.tuples(hex_ids, st.integers(0, 3)), max_size=24),
+        deps=st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0, 0, -1, 1])), max_size=4),
+        unknown=st.one_of(
+            st.just([]),
+            st.lists(st.tuples(hex_ids, st.sampled_from([0, 0, 0, 1])), max_size=24),
+        ),
         wrap=st.booleans(),
     )
     def adversary_message(
