@@ -200,7 +200,11 @@ class Node(Messaging, Coordination):
         self.log.warning("director.refused", holder=current.node_id, holder_term=current.term)
         self._max_term = max(self._max_term, current.term)
         if current.term > self.term or self.rank(current.node_id) > self.rank(self.node_id):
-            claim = UpdateCoordinator(current.node_id, current.term, current.public_address)
+            # Signed by us as a hand-over, so the members that follow us take it and follow
+            # too (an unsigned claim is not flooded: they would follow us for good).
+            claim = identity.sign_claim(
+                self.identity, current.node_id, current.term, current.public_address
+            )
             return self._adopt(claim, source=None, now=now)
         return self._become_coordinator(self._max_term + 1, now, "outranks the director's holder")
 

@@ -475,6 +475,23 @@ def test_joining_a_coordinator_already_linked_asks_at_once() -> None:
     assert len(mesh.sent(bob, alice, Join)) == 2
 
 
+def test_a_coordinator_yielding_to_the_director_takes_its_members_along() -> None:
+    """Two coordinators of one term after a partition: the lower learns from the director
+    that the higher holds the term and yields; its members must follow the higher too (it
+    floods a hand-over it signs). Found by tests/core/test_adversary_machine.py: the
+    members followed the deposed node for good, as it still beat to them."""
+    mesh = Mesh()
+    alice, bob, carol = group(mesh, 0, 0, 0)
+    mesh.drop = lambda src, dst, frame: alice.node_id in (src, dst)
+    for _ in range(12):
+        mesh.tick(0.05)
+    assert (bob.role, carol.coordinator, carol.term) == (Role.COORDINATOR, bob.node_id, 2)
+    holder = evolve(alice.coordinator_record(), term=2)  # alice registered term 2 first
+    mesh.route(bob, bob.director_refused(holder, mesh.now))
+    assert (bob.role, bob.coordinator) == (Role.MEMBER, alice.node_id)
+    assert (carol.coordinator, carol.term) == (alice.node_id, 2)
+
+
 # Leaving -----------------------------------------------------------------------------------
 
 
