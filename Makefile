@@ -16,8 +16,10 @@ test: $(STAMP)
 
 # 100,000 inputs per decoder (peer frames, control requests, control lines); `make test`
 # runs 2,000 each. ARGS: --seed S to replay, --cases N, --decoder NAME, --case I.
+# Then 1,500 random runs of the hostile-member state machine (`make test`: 60, fixed).
 fuzz: $(STAMP)
 	$(BIN)/python -m chatd.testing.fuzz $(ARGS)
+	CHAT_FUZZ_EXAMPLES=1500 $(BIN)/pytest -q tests/core/test_adversary_machine.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check chatd chatctl director tests bench
