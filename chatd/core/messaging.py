@@ -138,6 +138,7 @@ class Messaging(NodeState):
             proof = Discussion([ours, rival])
             effects.extend(Send(p, proof) for p in sorted(self.peers) if p != peer)
         effects.extend(self._ban(origin, "equivocated"))
+        self._rivals[rival.id] = rival if winner(ours, rival) is ours else ours
         if held is not None:
             effects.extend(self._deliver_all(self.buffer.offer_rival(rival)))
         elif winner(ours, rival) is rival:
@@ -215,6 +216,16 @@ class Messaging(NodeState):
         effects: list[Effect] = []
         if beat.term < self.term:
             effects.extend(self._fence(peer, now))
+        elif (
+            beat.term > self.term
+            and self.role is Role.COORDINATOR
+            and peer in self.members
+            and self._term_is_sane(beat.term)
+        ):
+            # A member lives in a newer term than ours (a claim we never saw took it there):
+            # it refuses our claims and nodes as old, so take a term above it.
+            self._max_term = max(self._max_term, beat.term)
+            effects.extend(self._reassert(now, "a member is in a newer term"))
         return effects + self._compare_digest(peer, beat, now)
 
     def _compare_digest(self, peer: str, beat: Heartbeat, now: float) -> list[Effect]:
@@ -251,6 +262,15 @@ class Messaging(NodeState):
                 ids = {m.id for m in missing}
                 missing += [m for m in self.history if m.node_id in differing and m.id not in ids]
                 missing.sort(key=canonical_key)
+        if self._rivals:
+            # Both versions of an equivocated slot: a node holding only the winner, whose
+            # dependencies may never come, delivers the slot on the loser's (as we did).
+            missing = [
+                version
+                for m in missing
+                for version in (m, self._rivals.get(m.id))
+                if version is not None
+            ]
         if missing:
             self.log.info("repair.sent", peer=peer, messages=len(missing))
         return [

@@ -100,7 +100,8 @@ class Node(Messaging, Coordination):
         return [RegisterCoordinator(self.coordinator_record())]
 
     def join(self, coordinator: CoordinatorRecord, now: float) -> list[Effect]:
-        """The director named the coordinator: dial it (the shell does) and ask to join."""
+        """The director named the coordinator: dial it (the shell does) and ask to join (on
+        the link's ``peer_connected``, or now if the link is up already)."""
         self.coordinator = coordinator.node_id
         self.coordinator_address = coordinator.public_address
         self._coordinator_since = now
@@ -108,9 +109,12 @@ class Node(Messaging, Coordination):
         self.log.info(
             "join.started", coordinator=coordinator.node_id, address=coordinator.public_address
         )
-        if coordinator.node_id in self.peers:  # linked already: no new link will ask for us
-            self._discussion_expected[coordinator.node_id] = now + self.config.join_timeout
-            return [Send(coordinator.node_id, Join(self.delivered_clock()))]
+        peer = coordinator.node_id
+        if self.role is Role.JOINING and peer in self.peers:
+            # Linked already (a neighbour before, or a join that timed out): the shell dials
+            # nothing, so no peer_connected will ask for us.
+            self._discussion_expected[peer] = now + self.config.join_timeout
+            return [Send(peer, Join(self.delivered_clock()))]
         return []
 
     def leave(self, now: float) -> list[Effect]:
@@ -196,7 +200,11 @@ class Node(Messaging, Coordination):
         self.log.warning("director.refused", holder=current.node_id, holder_term=current.term)
         self._max_term = max(self._max_term, current.term)
         if current.term > self.term or self.rank(current.node_id) > self.rank(self.node_id):
-            claim = UpdateCoordinator(current.node_id, current.term, current.public_address)
+            # Signed by us as a hand-over, so the members that follow us take it and follow
+            # too (an unsigned claim is not flooded: they would follow us for good).
+            claim = identity.sign_claim(
+                self.identity, current.node_id, current.term, current.public_address
+            )
             return self._adopt(claim, source=None, now=now)
         return self._become_coordinator(self._max_term + 1, now, "outranks the director's holder")
 

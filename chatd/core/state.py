@@ -18,6 +18,7 @@ from chatd.wire import (
     Frame,
     Hello,
     MemberRecord,
+    Message,
     Nodes,
     UpdateCoordinator,
 )
@@ -70,6 +71,9 @@ class NodeState:
         self._send_bucket = TokenBucket(config.flood_rate, config.flood_burst)
         self._flood: dict[str, TokenBucket] = {}
         self._equivocations: set[tuple[str, int]] = set()  # slots whose proof we spread
+        # id → the losing version of an equivocated slot, sent along with the winner in
+        # repairs: the winner may have been delivered on the loser's dependencies alone.
+        self._rivals: dict[str, Message] = {}
         self._chains: dict[str, bytes] = {}  # origin → hash chain of its delivered messages
         self._history_hash: str | None = None
         self._discussion_expected: dict[str, float] = {}  # peer → until when
@@ -210,4 +214,7 @@ class NodeState:
         raise NotImplementedError
 
     def _send_discussion(self, peer: str, clock: dict[str, int]) -> list[Effect]:
+        raise NotImplementedError
+
+    def _reassert(self, now: float, reason: str) -> list[Effect]:
         raise NotImplementedError

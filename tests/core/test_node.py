@@ -464,6 +464,73 @@ def test_a_term_pushed_up_at_one_node_does_not_split_the_discussion(push: str) -
     assert len({n.term for n in honest}) == 1 and alice.term > far
 
 
+def test_joining_a_coordinator_already_linked_asks_at_once() -> None:
+    """A node sent back to joining, already linked to the coordinator the director names,
+    sends ``join`` at once: no new link means no ``peer_connected`` to ask for it. Found by
+    tests/core/test_adversary_machine.py (the node stayed joining for good)."""
+    mesh = Mesh()
+    alice, bob, _ = group(mesh, 0, 0, 0)
+    bob.role = Role.JOINING  # as after member.dropped, its join lost or refused
+    mesh.route(bob, bob.join(alice.coordinator_record(), mesh.now))
+    assert bob.role is Role.MEMBER
+    assert len(mesh.sent(bob, alice, Join)) == 2
+
+
+def test_a_coordinator_yielding_to_the_director_takes_its_members_along() -> None:
+    """Two coordinators of one term after a partition: the lower learns from the director
+    that the higher holds the term and yields; its members must follow the higher too (it
+    floods a hand-over it signs). Found by tests/core/test_adversary_machine.py: the
+    members followed the deposed node for good, as it still beat to them."""
+    mesh = Mesh()
+    alice, bob, carol = group(mesh, 0, 0, 0)
+    mesh.drop = lambda src, dst, frame: alice.node_id in (src, dst)
+    for _ in range(12):
+        mesh.tick(0.05)
+    assert (bob.role, carol.coordinator, carol.term) == (Role.COORDINATOR, bob.node_id, 2)
+    holder = evolve(alice.coordinator_record(), term=2)  # alice registered term 2 first
+    mesh.route(bob, bob.director_refused(holder, mesh.now))
+    assert (bob.role, bob.coordinator) == (Role.MEMBER, alice.node_id)
+    assert (carol.coordinator, carol.term) == (alice.node_id, 2)
+
+
+def test_a_member_in_a_newer_term_makes_the_coordinator_take_a_term_above_it() -> None:
+    """A claim the coordinator never saw took a member to a newer term: the member refuses
+    the coordinator's claims and ``nodes`` as old. Found by test_adversary_machine.py (the
+    member stayed joining for good); the coordinator now reasserts above its heartbeat."""
+    mesh = Mesh()
+    alice, bob, carol = group(mesh, 0, 0, 0)
+    carol.term = 6  # as after adopting a claim of term 6 that alice and bob refused
+    for _ in range(10):
+        mesh.tick(0.05)
+    assert alice.role is Role.COORDINATOR and alice.term > 6
+    assert {(n.coordinator, n.term) for n in (bob, carol)} == {(alice.node_id, alice.term)}
+    assert carol.role is Role.MEMBER
+
+
+def test_a_repair_carries_both_versions_of_an_equivocated_slot() -> None:
+    """The winner of an equivocation may have been delivered on the loser's dependencies
+    only (its own never come). A node that holds the winner alone gets the loser with it in
+    a repair, or it never delivers the slot. Found by test_adversary_machine.py."""
+    mesh = Mesh()
+    alice, bob, carol, dave = group(mesh, 0, 0, 0, 0)  # dave equivocates
+    key = mesh.identities[dave.node_id]
+    for n in range(100):
+        stuck = key.sign("dave", TIMESTAMP, f"a{n}", {dave.node_id: 1, "f" * 32: 1})
+        free = key.sign("dave", TIMESTAMP, f"b{n}", {dave.node_id: 1})
+        if stuck.signature < free.signature:  # the version that never delivers wins
+            break
+    mesh.route(carol, carol.frame_received(dave.node_id, stuck, mesh.now))
+    mesh.drop = lambda src, dst, frame: carol.node_id in (src, dst)  # carol misses the proof
+    mesh.route(alice, alice.frame_received(dave.node_id, free, mesh.now))
+    mesh.route(alice, alice.frame_received(dave.node_id, stuck, mesh.now))
+    assert [m.signature for m in alice.history] == [stuck.signature]
+    mesh.drop = lambda src, dst, frame: False
+    for _ in range(20):
+        mesh.tick(0.05)
+    for node in (bob, carol):
+        assert [m.signature for m in node.history] == [stuck.signature]
+
+
 # Leaving -----------------------------------------------------------------------------------
 
 
