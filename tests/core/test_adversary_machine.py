@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 from attrs import evolve
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
