@@ -93,7 +93,8 @@ class Coordination(NodeState):
         if self.role is Role.LEAVING:
             return []
         if frame.coordinator == self.coordinator and frame.term == self.term:
-            if frame.signer == frame.coordinator and self._claim_is_own(frame):
+            own = frame.signer == frame.coordinator and frame != self.claim
+            if own and identity.verify_claim(frame):
                 self.claim = frame  # prefer the coordinator's own word to a hand-over's
             return []
         problem = self._check_claim(frame)
@@ -111,9 +112,6 @@ class Coordination(NodeState):
                 return self._fence(peer, now)  # it hears whom we follow; it claims again
             self._last_claim_by[frame.signer] = now
         return self._adopt(frame, source=peer, now=now)
-
-    def _claim_is_own(self, claim: UpdateCoordinator) -> bool:
-        return identity.verify_claim(claim)
 
     def _check_claim(self, claim: UpdateCoordinator) -> str | None:
         """Why no honest node would make ``claim``, or None."""

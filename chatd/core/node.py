@@ -11,23 +11,29 @@ Rules:
   higher node) is accepted; ``member`` → ``joining`` when the coordinator's ``nodes`` no
   longer lists it (it was taken for dead: it asks to join again); any role → ``leaving``
   (on ``leave``), which is final.
-- Terms only grow. A coordinator claim (``update-coordinator``, ``nodes``) of an older term
-  is refused and answered with the current one (fencing); of the same term, the higher
-  rank ``(priority, node-id)`` wins. An accepted new claim is flooded to linked peers.
+- Terms only grow. A coordinator claim (``update-coordinator``) is signed by the coordinator
+  it names, or, for a hand-over, by the coordinator it replaces; any other is refused. A
+  claim of an older term is refused and answered with the current signed claim (fencing);
+  of the same term, the higher rank ``(priority, node-id)`` wins; a term more than
+  ``max_term_step`` above any seen is refused. An accepted new claim is flooded to linked
+  peers. ``nodes`` is taken only from the coordinator of the current term.
 - A member that has not heard the coordinator for ``failure_timeout`` stands for election
   (``chatd.core.election``); a higher node that hears an ``election`` answers ``vote`` and
-  stands itself; a node that finds a lower coordinator announced stands too (bully).
+  stands itself (at most once per ``election_timeout / 2`` per candidate; a coordinator
+  reasserts at most once per ``election_timeout``); a node that finds a lower coordinator
+  announced stands too (bully).
 - The coordinator admits (``join``) and removes members (``leave``, or silence for
   ``failure_timeout``), and after every change sends ``nodes`` to every linked member.
 - A node whose own timer fires ``failure_timeout`` late was paused: it suspects nobody for
   that gap (no flapping after SIGSTOP/SIGCONT); fencing then brings it up to date.
 - ``election`` and ``vote`` are taken from members only.
-- A ``message`` is taken only if it comes straight from its origin (the authenticated
-  link vouches for it) or carries its origin's signature (so relays are checkable), its
-  id is derived from its origin and sequence number, its text is within the limit and its
-  clock is sane. It is relayed once, on first sight, to the neighbours (and the
-  coordinator) that the peer it came from did not send it to itself.
+- Messages follow one acceptance rule, the same at every honest node
+  (``chatd.core.messaging``); a peer that hands over an invalid one is banned. Each is
+  relayed once, on first sight, to the neighbours (and the coordinator) that the peer it
+  came from did not send it to itself.
 - Frames whose ``node-id`` is not the authenticated peer that sent them are refused.
+  Refusals are logged once, then summed (``chatd.core.abuse``); frames no honest node sends
+  are strikes, and too many close the link.
 """
 
 from __future__ import annotations
