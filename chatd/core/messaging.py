@@ -11,8 +11,12 @@ from chatd.core.effects import Deliver, Disconnect, Effect, Role, Send
 from chatd.core.history import canonical_key
 from chatd.core.state import NodeState
 from chatd.wire import Discussion, DiscussionRequest, Heartbeat, Message
+from chatd.wire.bounds import MAX_CLOCK_ENTRIES, MAX_MEMBERS
 
 MAX_ID_CHARS = 64
+# Origins a node takes messages from that are not current members (members who left, or a
+# member's keys minted to fill the clock): the rest of the clock's entries stay for members.
+ORIGINS_OUTSIDE_MEMBERS = MAX_CLOCK_ENTRIES - MAX_MEMBERS
 
 
 def chunk_messages(messages: list[Message], budget: int) -> list[list[Message]]:
@@ -108,6 +112,13 @@ class Messaging(NodeState):
             return "too far ahead of its origin's delivered messages"
         if self.buffer.held >= self.config.max_held_messages:
             return "too many messages held back"
+        if origin not in delivered:
+            # Every origin ever delivered stays in the vector clock: keep it within the
+            # wire's bound, with room reserved for the members of the moment.
+            if len(delivered) >= MAX_CLOCK_ENTRIES:
+                return "too many origins"
+            if origin not in self.members and len(delivered) >= ORIGINS_OUTSIDE_MEMBERS:
+                return "too many origins that are not members"
         unknown = sum(
             1 for node in message.vector_clock if node not in delivered and node not in self.members
         )

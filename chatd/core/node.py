@@ -69,6 +69,7 @@ from chatd.wire import (
     UpdateCoordinator,
     Vote,
 )
+from chatd.wire.bounds import MAX_CLOCK_ENTRIES
 
 __all__ = [
     "Deliver",
@@ -227,6 +228,11 @@ class Node(Messaging, Coordination):
             )
         if not text.strip():
             raise NodeError("bad-request", "text is empty")
+        if (
+            self.node_id not in self.buffer.delivered
+            and len(self.buffer.delivered) >= MAX_CLOCK_ENTRIES
+        ):
+            raise NodeError("not-ready", "this discussion has had too many authors for a new one")
         if not self._send_bucket.allow(now):
             raise NodeError(
                 "rate-limited",

@@ -36,6 +36,7 @@ from chatd.wire import (
     Nodes,
     UpdateCoordinator,
 )
+from chatd.wire.bounds import MAX_CLOCK_ENTRIES, MAX_MEMBERS
 from tests.core.mesh import Mesh
 
 TIMESTAMP = "2024-01-01T00:00:00Z"
@@ -652,3 +653,20 @@ def test_flood_control_at_the_sender_and_at_every_receiver() -> None:
     bob.tick(mesh.now + limited.refusal_log_interval)
     (summary,) = [e for e in mesh.logged(bob, "message.dropped") if e.get("repeated")]
     assert summary["count"] == 30 - len(delivered) - 1
+
+
+def test_keys_minted_to_fill_the_vector_clock_are_stopped_before_the_wire_bound() -> None:
+    # A member mints a key per message: each new origin stays in every clock for good.
+    mesh = Mesh()
+    alice, bob, carol = group(mesh, 0, 0, 0)
+    minted = [Identity.generate(i.to_bytes(32, "big")) for i in range(1, 801)]
+    for key in minted:
+        message = key.sign("mint", TIMESTAMP, "x", {key.node_id: 1})
+        bob.frame_received(carol.node_id, message, mesh.now)
+    assert len(bob.delivered_clock()) == MAX_CLOCK_ENTRIES - MAX_MEMBERS
+    assert bob.counters["messages.deferred"] == 800 - (MAX_CLOCK_ENTRIES - MAX_MEMBERS)
+    # Heartbeats and its own messages still fit the wire, and members still get through.
+    mesh.tick(1.0)
+    sent = mesh.send(bob, "still talking")
+    assert sent in mesh.delivered[alice.node_id]
+    assert mesh.send(alice, "members too") in mesh.delivered[bob.node_id]
