@@ -104,13 +104,17 @@ class Coordination(NodeState):
             self._refuse(peer, frame, "an older term or a lower coordinator", hard=False)
             return self._fence(peer, now)
         if self._outranks(frame.coordinator):
-            # We will have to stand against this claimant: an election each time, so a
-            # lower node's claims are taken at most once per election_timeout.
+            # Bully: a lower node claims while we live. We never follow it, not even for a
+            # moment: we stand above its term, at most once per election_timeout for each
+            # claimant (each stand is an election).
             last = self._last_claim_by.get(frame.signer)
             if last is not None and now - last < self.config.election_timeout:
                 self._refuse(peer, frame, "a lower node claims too often", hard=False)
                 return self._fence(peer, now)  # it hears whom we follow; it claims again
             self._last_claim_by[frame.signer] = now
+            self._max_term = max(self._max_term, frame.term)
+            self.log.info("claim.outranked", claimant=frame.coordinator, claim_term=frame.term)
+            return [] if self.candidacy is not None else self._stand_for_election(now)
         return self._adopt(frame, source=peer, now=now)
 
     def _check_claim(self, claim: UpdateCoordinator) -> str | None:

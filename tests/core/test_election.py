@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chatd.core.node import Node, Role, Send
 from chatd.identity import sign_claim
-from chatd.wire import Election, Heartbeat, Vote
+from chatd.wire import Election, Vote
 from tests.core.mesh import Mesh
 from tests.core.test_node import group
 
@@ -89,20 +89,18 @@ def test_a_flood_of_elections_costs_one_term_and_one_answer_each() -> None:
     assert any(isinstance(e, Send) and isinstance(e.frame, Vote) for e in again)
 
 
-def test_a_deposed_coordinator_is_fenced_and_follows_the_new_one() -> None:
+def test_a_coordinator_fenced_with_a_lower_nodes_newer_claim_takes_a_term_above_it() -> None:
     mesh = Mesh()
     alice, bob, carol = group(mesh, 9, 1, 5)
     claim = sign_claim(mesh.identities[bob.node_id], bob.node_id, 7, bob.me.public_address)
-    carol.frame_received(bob.node_id, claim, mesh.now)
-    assert (carol.coordinator, carol.term) == (bob.node_id, 7)
-    # alice, still in term 1, heartbeats carol: carol tells her who coordinates now.
-    answer = carol.frame_received(alice.node_id, Heartbeat(alice.node_id, 1, {}), mesh.now)
-    fence = [e.frame for e in answer if isinstance(e, Send) and e.peer == alice.node_id]
-    assert fence == [claim]  # bob's own signed claim, which carol may pass on
-    alice.frame_received(carol.node_id, fence[0], mesh.now)
-    assert mesh.logged(alice, "coordinator.deposed")
-    # alice outranks bob, so having followed term 7 she stands and wins term 8 (bully).
-    assert alice.term == 8 and alice.role is Role.COORDINATOR
+    mesh.route(carol, carol.frame_received(bob.node_id, claim, mesh.now))
+    # carol outranks bob: she does not follow him even for a moment; she stands above term
+    # 7 and, asking alice (higher), is answered by alice reasserting above it.
+    assert carol.coordinator == alice.node_id and carol.term == alice.term
+    assert alice.role is Role.COORDINATOR and alice.term > 7
+    assert not mesh.logged(carol, "coordinator.deposed")
+    # bob, a lower member that claimed, follows alice's newer term.
+    assert (bob.coordinator, bob.term) == (alice.node_id, alice.term)
 
 
 def test_a_node_that_was_paused_suspects_nobody_for_its_own_silence() -> None:
