@@ -277,4 +277,3 @@ async def test_lossy_duplicating_slow_links(
         await trio.sleep(2)
         cluster.network.route = lambda s, d: DELIVER
         await converge(cluster, members, watch, traffic)
-

@@ -492,6 +492,34 @@ def history(sock: Path) -> list[Message]:
     return json_lines(_ok(chatctl(sock, "history", "--json")))
 
 
+def wait_for_members(nodes: Sequence[Node]) -> None:
+    """Wait until every node of ``nodes`` is in the discussion and they are its members."""
+    expected = {n.node_id for n in nodes}
+    wait_until(
+        lambda: all(
+            s["role"] in ("coordinator", "member")
+            and {m["node-id"] for m in s["members"]} == expected
+            for s in on_each(nodes, status)
+        ),
+        DEFAULT_TIMEOUT,
+        f"{', '.join(n.name for n in nodes)} to be the members",
+    )
+
+
+def start_alice_and_bob(cluster: Cluster, director: str) -> tuple[Node, Node]:
+    """alice first and highest, so that she is and stays the coordinator (a higher joiner
+    would take over: bully), then bob; returns once both are members."""
+    alice = cluster.spawn_node("alice", director, extra=["--priority", "10"]).wait_ready()
+    wait_until(
+        lambda: status(alice.socket)["role"] == "coordinator",
+        DEFAULT_TIMEOUT,
+        "alice to start the discussion",
+    )
+    bob = cluster.spawn_node("bob", director).wait_ready()
+    wait_for_members([alice, bob])
+    return alice, bob
+
+
 def who(sock: Path) -> list[dict[str, Any]]:
     """``chatctl who --json``: the member records."""
     return json_lines(_ok(chatctl(sock, "who", "--json")))

@@ -36,6 +36,7 @@ from tests.e2e.harness import (
     on_each,
     overall_deadline,
     send,
+    start_alice_and_bob,
     status,
     stop,
     wait_until,
@@ -66,18 +67,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with Cluster(root) as cluster:
         with overall_deadline(40, "starting the discussion"):
             director = cluster.start_director(insecure=True)
-            # alice first and highest, so that she is and stays the coordinator (a higher
-            # joiner would take over: bully).
-            alice = cluster.spawn_node(
-                "alice", director.url, extra=["--priority", "10"]
-            ).wait_ready()
-            wait_until(
-                lambda: status(alice.socket)["role"] == "coordinator",
-                DEFAULT_TIMEOUT,
-                "alice to start the discussion",
-            )
-            bob = cluster.spawn_node("bob", director.url).wait_ready()
-            wait_for_members([alice, bob])
+            alice, bob = start_alice_and_bob(cluster, director.url)
         yield Setup(root, cluster, director, alice, bob)
 
 
@@ -85,19 +75,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 def deadline() -> Iterator[None]:
     with overall_deadline(60):
         yield
-
-
-def wait_for_members(nodes: list[Node]) -> None:
-    expected = {n.node_id for n in nodes}
-    wait_until(
-        lambda: all(
-            s["role"] in ("coordinator", "member")
-            and {m["node-id"] for m in s["members"]} == expected
-            for s in on_each(nodes, status)
-        ),
-        DEFAULT_TIMEOUT,
-        f"{', '.join(n.name for n in nodes)} to be the members",
-    )
 
 
 def member_ids(node: Node) -> set[str]:
