@@ -17,13 +17,38 @@ from chatd import identity
 from chatd.auth import handshake_material, peer_proof, proofs_match
 from chatd.identity import Identity
 from chatd.transport import Channel, ChannelClosed
-from chatd.wire import PROTOCOL_VERSION, Auth, DecodeError, Frame, Hello, decode_frame, encode_frame
+from chatd.wire import (
+    PROTOCOL_VERSION,
+    Auth,
+    DecodeError,
+    Frame,
+    Hello,
+    MemberRecord,
+    decode_frame,
+    encode_frame,
+)
 
 # An authenticated peer may send a few bad frames (a newer version, a bug); past this many
 # in a row it is disconnected.
 MAX_BAD_FRAMES = 100
 
 F = TypeVar("F", Hello, Auth)
+
+
+def hello_for(me: MemberRecord, term: int, public_key: str, secure: bool) -> Hello:
+    """The ``hello`` a node opens with; ``handshake`` puts a fresh nonce in."""
+    return Hello(
+        protocol_version=PROTOCOL_VERSION,
+        node_id=me.node_id,
+        name=me.name,
+        address=me.address,
+        public_address=me.public_address,
+        priority=me.priority,
+        term=term,
+        nonce="",
+        public_key=public_key,
+        secure=secure,
+    )
 
 
 class HandshakeFailed(Exception):

@@ -28,10 +28,9 @@ from chatd.core.node import (
     Send,
     UnregisterCoordinator,
 )
-from chatd.peers import HandshakeFailed, PeerLink, handshake
+from chatd.peers import HandshakeFailed, PeerLink, handshake, hello_for
 from chatd.transport import Channel, ChannelClosed, ConnectError, Transport
 from chatd.wire import (
-    PROTOCOL_VERSION,
     CoordinatorRecord,
     Frame,
     Hello,
@@ -215,18 +214,8 @@ class Runtime:
         await self._run_link(channel, hello)
 
     async def _handshake(self, channel: Channel, expected: str | None) -> Hello:
-        me = self.node.me
-        hello = Hello(
-            protocol_version=PROTOCOL_VERSION,
-            node_id=me.node_id,
-            name=me.name,
-            address=me.address,
-            public_address=me.public_address,
-            priority=me.priority,
-            term=self.node.term,
-            nonce="",
-            public_key=self.node.identity.public_key,
-            secure=self.secret is not None,
+        hello = hello_for(
+            self.node.me, self.node.term, self.node.identity.public_key, self.secret is not None
         )
         # An accepted channel's deadline was set at the TCP accept, so the websocket
         # upgrade and hello/auth share one handshake_timeout (see WebSocketTransport.serve).

@@ -33,10 +33,9 @@ import orjson
 import trio
 
 from chatd.identity import Identity, claim_bytes, message_bytes, message_id, sign_claim
-from chatd.peers import handshake
+from chatd.peers import handshake, hello_for
 from chatd.transport import Channel, ChannelClosed, Transport
 from chatd.wire import (
-    PROTOCOL_VERSION,
     DecodeError,
     Election,
     Frame,
@@ -101,18 +100,7 @@ class Rogue:
         return MemberRecord(self.node_id, self.name, self.address, self.address, self.priority)
 
     def hello(self, term: int = 0) -> Hello:
-        return Hello(
-            protocol_version=PROTOCOL_VERSION,
-            node_id=self.node_id,
-            name=self.name,
-            address=self.address,
-            public_address=self.address,
-            priority=self.priority,
-            term=term,
-            nonce="",  # the handshake puts a fresh one in
-            public_key=self.identity.public_key,
-            secure=self.secret is not None,
-        )
+        return hello_for(self.record, term, self.identity.public_key, self.secret is not None)
 
     # Connections ---------------------------------------------------------------------------
 
