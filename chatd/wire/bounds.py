@@ -56,43 +56,43 @@ def max_len(limit: int) -> Validator:
     return check
 
 
-def clock(limit: int = MAX_CLOCK_ENTRIES) -> Validator:
-    """A vector clock: at most ``limit`` entries, ids of bounded length, counts in range."""
+def by_node_id(limit: int, value_problem: Callable[[Any], str | None]) -> Validator:
+    """A mapping node-id → value: at most ``limit`` entries, node-ids of bounded length,
+    and each value passing ``value_problem`` (what is wrong with it, or None)."""
 
-    def check(_instance: Any, attribute: Any, value: Mapping[str, int]) -> None:
+    def check(_instance: Any, attribute: Any, value: Mapping[str, Any]) -> None:
         if len(value) > limit:
             _fail(attribute, f"{len(value)} entries, over {limit}")
-        for node, count in value.items():
+        for node, entry in value.items():
             if len(node) > MAX_ID_CHARS:
                 _fail(attribute, "an entry's node-id is too long")
-            if not 0 <= count <= MAX_SEQUENCE:
-                _fail(attribute, f"count {count} is outside [0, {MAX_SEQUENCE}]")
+            if (problem := value_problem(entry)) is not None:
+                _fail(attribute, problem)
 
     return check
 
 
-def hashes(limit: int = MAX_CLOCK_ENTRIES) -> Validator:
-    """node-id → digest string, as sent for anti-entropy."""
-
-    def check(_instance: Any, attribute: Any, value: Mapping[str, str]) -> None:
-        if len(value) > limit:
-            _fail(attribute, f"{len(value)} entries, over {limit}")
-        for node, digest in value.items():
-            if len(node) > MAX_ID_CHARS or len(digest) > MAX_DIGEST_CHARS:
-                _fail(attribute, "an entry is too long")
-
-    return check
+def _count_problem(count: int) -> str | None:
+    return None if 0 <= count <= MAX_SEQUENCE else f"count {count} is outside [0, {MAX_SEQUENCE}]"
 
 
-def overlay(_instance: Any, attribute: Any, value: Mapping[str, list[str]]) -> None:
-    if len(value) > MAX_MEMBERS:
-        _fail(attribute, f"{len(value)} entries, over {MAX_MEMBERS}")
-    for node, peers in value.items():
-        if len(node) > MAX_ID_CHARS or len(peers) > MAX_MEMBERS:
-            _fail(attribute, "an entry is too long")
-        if any(len(peer) > MAX_ID_CHARS for peer in peers):
-            _fail(attribute, "a neighbour's node-id is too long")
+def _digest_problem(digest: str) -> str | None:
+    return "an entry is too long" if len(digest) > MAX_DIGEST_CHARS else None
 
+
+def _neighbours_problem(peers: list[str]) -> str | None:
+    if len(peers) > MAX_MEMBERS:
+        return "an entry is too long"
+    if any(len(peer) > MAX_ID_CHARS for peer in peers):
+        return "a neighbour's node-id is too long"
+    return None
+
+
+# A vector clock: counts in range. Anti-entropy chain hashes: digests of bounded length.
+# The overlay: a neighbour list per member.
+CLOCK = by_node_id(MAX_CLOCK_ENTRIES, _count_problem)
+HASHES = by_node_id(MAX_CLOCK_ENTRIES, _digest_problem)
+OVERLAY = by_node_id(MAX_MEMBERS, _neighbours_problem)
 
 TERM = int_range(0, MAX_TERM)
 COUNT = int_range(0, MAX_SAFE_INT)

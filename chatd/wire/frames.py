@@ -74,7 +74,7 @@ class Message:
     name: str = field(validator=b.NAME)
     timestamp: str = field(validator=b.TIMESTAMP)
     message: str = field(validator=b.TEXT)
-    vector_clock: dict[str, int] = field(validator=b.clock())
+    vector_clock: dict[str, int] = field(validator=b.CLOCK)
     public_key: str = field(validator=b.KEY)
     signature: str = field(validator=b.SIGNATURE)
 
@@ -87,7 +87,7 @@ class Join:
     """
 
     TYPE: ClassVar[str] = "join"
-    vector_clock: dict[str, int] = field(factory=dict, validator=b.clock())
+    vector_clock: dict[str, int] = field(factory=dict, validator=b.CLOCK)
 
 
 @frozen
@@ -144,7 +144,7 @@ class Nodes:
 
     TYPE: ClassVar[str] = "nodes"
     node: list[MemberRecord] = field(validator=b.max_len(b.MAX_MEMBERS))
-    neighbours: dict[str, list[str]] = field(validator=b.overlay)
+    neighbours: dict[str, list[str]] = field(validator=b.OVERLAY)
     term: int = field(validator=b.TERM)
     coordinator: str = field(validator=b.ID)
     version: int = field(default=0, validator=b.COUNT)
@@ -156,8 +156,8 @@ class DiscussionRequest:
     in ``chains`` differs from yours, all of that origin's messages."""
 
     TYPE: ClassVar[str] = "discussion-request"
-    vector_clock: dict[str, int] = field(validator=b.clock())
-    chains: dict[str, str] = field(factory=dict, validator=b.hashes())
+    vector_clock: dict[str, int] = field(validator=b.CLOCK)
+    chains: dict[str, str] = field(factory=dict, validator=b.HASHES)
 
 
 @frozen
@@ -177,7 +177,7 @@ class Heartbeat:
     TYPE: ClassVar[str] = "heartbeat"
     node_id: str = field(validator=b.ID)
     term: int = field(validator=b.TERM)
-    digest: dict[str, int] = field(validator=b.clock())
+    digest: dict[str, int] = field(validator=b.CLOCK)
     hash: str = field(default="", validator=b.DIGEST)
 
 
