@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from chatd.core.abuse import TokenBucket
 from chatd.core.node import NodeError, Role
 from chatd.runtime import Runtime
 from chatd.wire import (
@@ -151,18 +152,14 @@ class LogLimiter:
         self._log = log
         self._burst = burst
         self._rate = rate
-        self._tokens: dict[str, tuple[float, float]] = {}  # event: (tokens, at)
+        self._buckets: dict[str, TokenBucket] = {}
         self._left_out: dict[str, int] = {}
 
     def warning(self, event: str, **fields: Any) -> None:
-        now = trio.current_time()
-        tokens, at = self._tokens.get(event, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - at) * self._rate)
-        if tokens < 1:
-            self._tokens[event] = (tokens, now)
+        bucket = self._buckets.setdefault(event, TokenBucket(self._rate, self._burst))
+        if not bucket.allow(trio.current_time()):
             self._left_out[event] = self._left_out.get(event, 0) + 1
             return
-        self._tokens[event] = (tokens - 1, now)
         if left_out := self._left_out.pop(event, 0):
             fields["left-out"] = left_out
         self._log.warning(event, **fields)
