@@ -48,9 +48,6 @@ class CausalBuffer:
     def held(self) -> int:
         return len(self._held)
 
-    def held_from(self, origin: str) -> int:
-        return sum(1 for m in self._held.values() if m.node_id == origin)
-
     def is_stale(self, message: Message) -> bool:
         """An unseen id claiming a sequence number its origin already used: a conflict."""
         return message.vector_clock.get(message.node_id, 0) <= self.delivered.get(

@@ -13,7 +13,6 @@ from chatd.core.state import NodeState
 from chatd.wire import Discussion, DiscussionRequest, Heartbeat, Message
 from chatd.wire.bounds import MAX_CLOCK_ENTRIES, MAX_MEMBERS
 
-MAX_ID_CHARS = 64
 # Origins a node takes messages from that are not current members (members who left, or a
 # member's keys minted to fill the clock): the rest of the clock's entries stay for members.
 ORIGINS_OUTSIDE_MEMBERS = MAX_CLOCK_ENTRIES - MAX_MEMBERS
@@ -79,7 +78,7 @@ class Messaging(NodeState):
                 message.TYPE,
                 problem,
                 now,
-                id=message.id[:MAX_ID_CHARS],
+                id=message.id,  # at most 64 characters: checked at decode
             )
             return self._ban(peer, f"sent an invalid message: {problem}")
         if kept is not None:

@@ -166,12 +166,11 @@ class NodeState:
             term=self.term,
         )
 
-    def _refuse(
-        self, peer: str, frame: Frame, reason: str, *, hard: bool = True, now: float = 0.0
-    ) -> list[Effect]:
+    def _refuse(self, peer: str, frame: Frame, reason: str, *, hard: bool = True) -> list[Effect]:
         """Log (or count) a refused frame. A hard refusal is a strike against the peer;
-        too many and its link is closed."""
-        now = self._last_tick if self._last_tick is not None else now
+        too many and its link is closed. Strikes are timed by the last tick, which is
+        close enough for a window of seconds."""
+        now = self._last_tick if self._last_tick is not None else 0.0
         self.refusals.note(self.log, "frame.refused", peer, frame.TYPE, reason, now)
         self.counters["frames.refused"] += 1
         if hard and self.refusals.strike(peer, now):
