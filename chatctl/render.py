@@ -74,7 +74,8 @@ def status_lines(status: Status) -> list[str]:
         (
             "peers",
             [
-                f"{short(p.node_id)} {visible(p.name)} (heard {p.last_heard:.1f} s ago)"
+                f"{short(p.node_id)} {visible(p.name)} (heard {p.last_heard:.1f} s ago,"
+                f" {visible(p.cipher) if p.cipher else 'NOT ENCRYPTED'})"
                 for p in status.peers
             ]
             or ["none"],
@@ -82,13 +83,22 @@ def status_lines(status: Status) -> list[str]:
     ]
     if status.director:
         rows.append(("director", [visible(status.director)]))
-    rows.append(("secure", ["yes" if status.secure else "no (no group secret)"]))
+    rows.append(("secure", [secure_line(status)]))
     width = max(len(key) for key, _ in rows) + 2
     lines: list[str] = []
     for key, values in rows:
         lines.append(f"{key + ':':<{width}}{values[0]}")
         lines.extend(" " * width + value for value in values[1:])
     return lines
+
+
+def secure_line(status: Status) -> str:
+    if status.secure:
+        return "yes (group secret; every link TLS 1.3)"
+    plain = [p for p in status.peers if not p.encrypted]
+    if plain and any(p.encrypted for p in status.peers):
+        return f"no: {len(plain)} link(s) not encrypted"
+    return "no (no group secret: --insecure)"
 
 
 def who_lines(members: Iterable[MemberView]) -> list[str]:

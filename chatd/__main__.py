@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from chatd import log as chat_log
-from chatd.auth import SecretError, load_secret
+from chatd.auth import SecretError, load_keyring
 from chatd.config import PROFILES
 from chatd.control import ControlSocketError
 from chatd.daemon import Options, run_chatd
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     chat_log.configure(args.log_level)
     try:
         check_base_url(args.director)
-        secret = None if args.insecure else load_secret(args.secret_file)
+        keyring = None if args.insecure else load_keyring(args.secret_file)
     except (DirectorError, SecretError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return 2
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         priority=args.priority,
         socket=resolve_socket_path(args.socket, os.environ, os.getuid()),
         socket_explicit=bool(args.socket or os.environ.get("CHATD_SOCKET")),
-        secret=secret,
+        keyring=keyring,
+        secret_file=args.secret_file,
         bench_trace=args.bench_trace,
     )
     try:

@@ -361,6 +361,12 @@ class ControlServer:
 def status_of(runtime: Runtime) -> Status:
     node = runtime.node
     now = runtime.now()
+    peers = []
+    for peer, hello in sorted(node.peers.items()):
+        link = runtime.links.get(peer)
+        cipher = link.channel.cipher if link is not None else None
+        heard = round(now - node.last_heard.get(peer, now), 3)
+        peers.append(PeerView(peer, hello.name, heard, cipher is not None, cipher))
     return Status(
         node_id=node.node_id,
         name=node.me.name,
@@ -373,12 +379,9 @@ def status_of(runtime: Runtime) -> Status:
         neighbours=node.neighbours(),
         vector_clock=node.delivered_clock(),
         messages=len(node.history),
-        peers=[
-            PeerView(peer, hello.name, round(now - node.last_heard.get(peer, now), 3))
-            for peer, hello in sorted(node.peers.items())
-        ],
+        peers=peers,
         director=runtime.director_error or "ok",
-        secure=runtime.secret is not None,
+        secure=runtime.keyring is not None and all(p.encrypted for p in peers),
         counters=dict(node.counters),
     )
 

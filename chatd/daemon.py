@@ -18,6 +18,7 @@ from typing import Any
 import trio
 from attrs import frozen
 
+from chatd.auth import Keyring, SecretError, load_keyring
 from chatd.config import Config
 from chatd.control import ControlServer, prepare_socket_path
 from chatd.core.node import Node, Role
@@ -25,6 +26,7 @@ from chatd.director_client import DirectorClient, DirectorError
 from chatd.identity import Identity
 from chatd.notify import sd_notify
 from chatd.runtime import Runtime
+from chatd.tls import peer_tls
 from chatd.transport import Channel, WebSocketTransport
 from chatd.wire import MemberRecord, Message
 
@@ -39,17 +41,21 @@ class Options:
     priority: int
     socket: Path
     socket_explicit: bool
-    secret: bytes | None
+    keyring: Keyring | None
+    secret_file: str | None = None
     bench_trace: bool = False
 
 
 async def run_chatd(options: Options, config: Config, log: Any) -> int:
     ident = Identity.generate()
     log = log.bind(**{"node-id": ident.node_id, "name": options.name})
-    if options.secret is None:
-        log.warning("security.insecure", detail="no group secret: any process can join")
+    if options.keyring is None:
+        log.warning(
+            "security.insecure",
+            detail="no group secret: any process can join, and links are not encrypted",
+        )
     prepare_socket_path(options.socket, options.socket_explicit)
-    director = DirectorClient(options.director, options.secret, config.director_timeout)
+    director = DirectorClient(options.director, options.keyring, config.director_timeout)
     transport = WebSocketTransport(
         options.host,
         options.port,
@@ -57,6 +63,7 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
         handshake_timeout=config.handshake_timeout,
         max_unauthenticated=config.max_unauthenticated_peers,
         log=log,
+        tls=peer_tls(ident, options.keyring) if options.keyring is not None else None,
     )
     started = trio.Event()
     holder: list[Runtime] = []
@@ -78,7 +85,7 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             rng = random.Random()
             node = Node(me, ident, config, rng, log)
             runtime = Runtime(
-                node, transport, director, (DirectorError,), options.secret, config, rng
+                node, transport, director, (DirectorError,), options.keyring, config, rng
             )
             if options.bench_trace:
                 runtime.on_deliver = trace_delivery
@@ -92,6 +99,8 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
 
             nursery.start_soon(run_then_stop)
             nursery.start_soon(_watch_signals, runtime, nursery.cancel_scope, node)
+            # Started (its handler installed) before READY: SIGHUP's default is to terminate.
+            await nursery.start(_watch_reload, options.secret_file, runtime, transport, director)
             sd_notify("READY=1")
             node.log.info(
                 "node.ready",
@@ -114,6 +123,42 @@ def trace_delivery(message: Message) -> None:
         f'{{"event":"bench.delivered","id":"{message.id}","t-ns":{time.monotonic_ns()}}}\n'
     )
     sys.stdout.flush()
+
+
+async def _watch_reload(
+    secret_file: str | None,
+    runtime: Runtime,
+    transport: WebSocketTransport,
+    director: DirectorClient,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """On SIGHUP, read the secret file again (README: Rotating the group secret).
+
+    New connections prove with the new first secret and accept every secret in the file;
+    links that are up stay up. A file that cannot be used leaves the old keyring in place.
+    """
+    log = runtime.node.log
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        task_status.started()
+        async for _ in signals:
+            if secret_file is None:
+                log.warning("secret.reload_ignored", reason="the node runs --insecure")
+                continue
+            try:
+                keyring = load_keyring(secret_file)
+            except SecretError as exc:
+                log.error("secret.reload_failed", error=str(exc), kept="the secrets loaded before")
+                continue
+            old = runtime.keyring
+            transport.tls = peer_tls(runtime.node.identity, keyring)
+            runtime.keyring = director.keyring = keyring
+            log.info(
+                "secret.reloaded",
+                secrets=len(keyring.secrets),
+                first_changed=old is None or old.primary != keyring.primary,
+                links=len(runtime.links),
+            )
 
 
 async def _watch_signals(runtime: Runtime, scope: trio.CancelScope, node: Node) -> None:

@@ -16,7 +16,7 @@ import httpx
 import trio
 from attrs import frozen
 
-from chatd.auth import PROOF_HEADER, director_proof
+from chatd.auth import PROOF_HEADER, Keyring, director_proof
 from chatd.wire import (
     CoordinatorRecord,
     DecodeError,
@@ -62,14 +62,15 @@ def check_base_url(base_url: str) -> httpx.URL:
 class DirectorClient:
     """Talks to one director. Use as ``async with`` or call ``aclose()``.
 
-    ``secret`` signs every POST body (``X-Chat-Proof``); ``timeout`` bounds each request
+    ``keyring``'s first secret signs every POST body (``X-Chat-Proof``); the attribute may
+    be replaced (a reloaded secret file). ``timeout`` bounds each request
     as a whole (connect, send, answer), in seconds. Runs under trio (the deadline is a
     trio cancel scope). Cancellation propagates unchanged.
     """
 
-    def __init__(self, base_url: str, secret: bytes | None = None, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, keyring: Keyring | None = None, timeout: float = 5.0) -> None:
         self.base_url = str(check_base_url(base_url)).rstrip("/")
-        self._secret = secret
+        self.keyring = keyring
         self._timeout = timeout
         # trust_env=False: proxy variables must not reroute a LAN director, nor .netrc leak.
         self._http = httpx.AsyncClient(
@@ -139,8 +140,8 @@ class DirectorClient:
     async def _post(self, path: str, body: Any) -> _Answer:
         content = encode(body)
         headers = {"content-type": "application/json"}
-        if self._secret is not None:
-            headers[PROOF_HEADER] = director_proof(self._secret, content)
+        if self.keyring is not None:
+            headers[PROOF_HEADER] = director_proof(self.keyring.primary, content)
         return await self._request("POST", path, content=content, headers=headers)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> _Answer:

@@ -105,6 +105,14 @@ def key_matches_id(public_key: str, node_id: str) -> bool:
     return len(raw) == 32 and fingerprint(raw) == node_id
 
 
+def key_is(public_key: str, raw: bytes) -> bool:
+    """Whether ``public_key`` (base64, as in a hello) is the raw key ``raw``."""
+    try:
+        return base64.b64decode(public_key, validate=True) == raw
+    except (binascii.Error, ValueError):
+        return False
+
+
 def verify_bytes(public_key: str, data: bytes, signature: str) -> bool:
     """Whether ``signature`` (base64) is ``public_key``'s (base64) signature of ``data``.
 

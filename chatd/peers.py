@@ -14,7 +14,7 @@ import attrs
 import trio
 
 from chatd import identity
-from chatd.auth import handshake_material, peer_proof, proofs_match
+from chatd.auth import Keyring, handshake_material, peer_proof
 from chatd.identity import Identity
 from chatd.transport import Channel, ChannelClosed
 from chatd.wire import (
@@ -59,7 +59,7 @@ async def handshake(
     channel: Channel,
     ident: Identity,
     hello: Hello,
-    secret: bytes | None,
+    keyring: Keyring | None,
     expected_peer: str | None,
 ) -> Hello:
     """Exchange ``hello`` and ``auth``; return the peer's proven hello.
@@ -81,24 +81,34 @@ async def handshake(
         raise HandshakeFailed("connected to itself")
     if expected_peer is not None and theirs.node_id != expected_peer:
         raise HandshakeFailed(f"expected node {expected_peer}, found {theirs.node_id}")
-    if theirs.secure != (secret is not None):
+    if theirs.secure != (keyring is not None):
         raise HandshakeFailed(
             "peer runs without a group secret (--insecure)"
-            if secret is not None
+            if keyring is not None
             else "peer requires a group secret; this node runs --insecure"
         )
-    mine = handshake_material(ident.node_id, theirs.node_id, nonce, theirs.nonce)
+    if channel.peer_key is not None and not identity.key_is(theirs.public_key, channel.peer_key):
+        # The TLS session is held by another key than the one this hello names: whoever
+        # terminated TLS is not the node it speaks for (a man in the middle).
+        raise HandshakeFailed("hello names another key than the TLS certificate's")
+    mine = handshake_material(
+        ident.node_id, theirs.node_id, ident.public_key, theirs.public_key, nonce, theirs.nonce
+    )
     await channel.send(
         encode_frame(
             Auth(
-                proof=peer_proof(secret, mine) if secret is not None else "",
+                proof=peer_proof(keyring.primary, mine) if keyring is not None else "",
                 signature=ident.sign_bytes(mine),
             )
         )
     )
     auth = await _receive(channel, Auth)
-    expected = handshake_material(theirs.node_id, ident.node_id, theirs.nonce, nonce)
-    if secret is not None and not proofs_match(peer_proof(secret, expected), auth.proof):
+    expected = handshake_material(
+        theirs.node_id, ident.node_id, theirs.public_key, ident.public_key, theirs.nonce, nonce
+    )
+    if keyring is not None and not keyring.accepts(
+        lambda secret: peer_proof(secret, expected), auth.proof
+    ):
         raise HandshakeFailed("wrong group secret")
     if not identity.verify_bytes(theirs.public_key, expected, auth.signature):
         raise HandshakeFailed("signature does not match node-id")

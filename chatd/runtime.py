@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import trio
 
+from chatd.auth import Keyring
 from chatd.config import Config
 from chatd.core.node import (
     Deliver,
@@ -64,7 +65,7 @@ class Runtime:
         transport: Transport,
         director: DirectorApi,
         director_errors: tuple[type[Exception], ...],
-        secret: bytes | None,
+        keyring: Keyring | None,
         config: Config,
         rng: random.Random,
         wallclock: Callable[[], str] = utc_timestamp,
@@ -74,7 +75,8 @@ class Runtime:
         self.director = director
         self.director_errors = director_errors
         self._retryable: tuple[type[Exception], ...] = (*director_errors, trio.TooSlowError)
-        self.secret = secret
+        # The group secrets (None: --insecure); replaced by ``reload_keyring`` on SIGHUP.
+        self.keyring = keyring
         self.config = config
         self.rng = rng
         self.wallclock = wallclock
@@ -215,14 +217,14 @@ class Runtime:
 
     async def _handshake(self, channel: Channel, expected: str | None) -> Hello:
         hello = hello_for(
-            self.node.me, self.node.term, self.node.identity.public_key, self.secret is not None
+            self.node.me, self.node.term, self.node.identity.public_key, self.keyring is not None
         )
         # An accepted channel's deadline was set at the TCP accept, so the websocket
         # upgrade and hello/auth share one handshake_timeout (see WebSocketTransport.serve).
         deadline = min(channel.deadline, self.now() + self.config.handshake_timeout)
         try:
             with trio.fail_at(deadline):
-                return await handshake(channel, self.node.identity, hello, self.secret, expected)
+                return await handshake(channel, self.node.identity, hello, self.keyring, expected)
         except trio.TooSlowError:
             raise HandshakeFailed("handshake timed out") from None
 
@@ -285,7 +287,7 @@ class Runtime:
         with scope:
             while True:
                 try:
-                    async with self.transport.open_channel(address) as channel:
+                    async with self.transport.open_channel(address, peer) as channel:
                         hello = await self._handshake(channel, expected=peer)
                         channel.authenticated()
                         backoff = self.config.dial_backoff_min

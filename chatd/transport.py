@@ -9,15 +9,18 @@ hold the node's file descriptors: see ``WebSocketTransport.serve``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
+import attrs
 import trio
 from trio_websocket import (
     ConnectionClosed,
@@ -25,11 +28,13 @@ from trio_websocket import (
     ConnectionTimeout,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
+    open_websocket,
     wrap_server_stream,
 )
 
 from chatd import log as chat_log
+from chatd.identity import fingerprint
+from chatd.tls import PeerTls, certificate_key, describe
 
 # trio-websocket's own reader queues this many messages before it stops reading; ours
 # drains it continuously, so a small queue is enough.
@@ -43,6 +48,10 @@ REPORT_INTERVAL = 5.0
 # deadline frees them): wait this long and accept again, as trio's serve_listeners does.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY = 0.1
+# The first byte of every TLS connection (a handshake record); no HTTP request starts so.
+TLS_HANDSHAKE_RECORD = 0x16
+# One dial, TCP connect through TLS and the websocket upgrade, in seconds.
+CONNECT_TIMEOUT = 5.0
 
 
 class ChannelClosed(Exception):
@@ -58,6 +67,10 @@ class Channel(Protocol):
     # An accepted channel: the trio clock time by which the peer must have finished the
     # handshake, counted from the TCP accept. ``math.inf`` for a dialed channel.
     deadline: float
+    # Over TLS: the raw Ed25519 key of the peer's certificate (the handshake checks that
+    # the peer's hello names it), and the protocol and cipher; None without TLS.
+    peer_key: bytes | None
+    cipher: str | None
 
     def authenticated(self) -> None:
         """The handshake succeeded: the deadline no longer applies, and an accepted
@@ -76,8 +89,9 @@ Handler = Callable[[Channel], Awaitable[None]]
 
 
 class Transport(Protocol):
-    def open_channel(self, address: str) -> Any:
-        """``async with transport.open_channel(address) as channel``; raises ``ConnectError``."""
+    def open_channel(self, address: str, peer: str | None = None) -> Any:
+        """``async with transport.open_channel(address, peer) as channel``; raises
+        ``ConnectError``. ``peer``: the node-id meant, refused if another answers."""
 
     async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Accept channels forever, each handled by ``handler`` in its own task.
@@ -95,11 +109,16 @@ class WebSocketChannel:
         remote: str,
         deadline: float = math.inf,
         on_authenticated: Callable[[], None] | None = None,
+        *,
+        peer_key: bytes | None = None,
+        cipher: str | None = None,
     ) -> None:
         self._ws = ws
         self.remote = remote
         self.deadline = deadline
         self._on_authenticated = on_authenticated
+        self.peer_key = peer_key
+        self.cipher = cipher
 
     def authenticated(self) -> None:
         self.deadline = math.inf
@@ -141,6 +160,7 @@ class WebSocketTransport:
         handshake_timeout: float = 5.0,
         max_unauthenticated: int = 64,
         log: Any = None,
+        tls: PeerTls | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -150,27 +170,47 @@ class WebSocketTransport:
         self.log = log if log is not None else chat_log.get_logger()
         # Accepted connections not yet authenticated (or closed): each holds a descriptor.
         self.unauthenticated = 0
+        # None: plain websockets (--insecure). Replaced when the keyring is reloaded; a
+        # connection keeps the contexts it was opened with.
+        self.tls = tls
 
     @asynccontextmanager
-    async def open_channel(self, address: str) -> AsyncIterator[Channel]:
+    async def open_channel(self, address: str, peer: str | None = None) -> AsyncIterator[Channel]:
+        """A channel to ``address``; with TLS, to the node ``peer`` only (its key pinned)."""
         parts = urlsplit(address)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        try:
+            port = parts.port or (443 if parts.scheme == "wss" else 80)
+        except ValueError:
+            port = 0
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or not port:
             raise ConnectError(f"not a websocket address: {address!r}")
+        # The node's own mode decides, not the scheme: a secure node speaks TLS to every
+        # peer, so that an insecure one sees (and logs) a TLS connection it cannot take.
+        tls = self.tls
         connected = False
         try:
-            async with open_websocket_url(
-                address,
+            async with open_websocket(
+                parts.hostname,
+                port,
+                parts.path or "/",
+                use_ssl=tls.client if tls is not None else False,
                 max_message_size=self.max_frame_bytes,
                 message_queue_size=WS_QUEUE,
-                connect_timeout=5,
-                disconnect_timeout=2,
+                connect_timeout=CONNECT_TIMEOUT,
+                disconnect_timeout=DISCONNECT_TIMEOUT,
             ) as ws:
+                peer_key = cipher = None
+                if tls is not None:
+                    peer_key, cipher = _pin(ws, peer)
                 connected = True
-                yield WebSocketChannel(ws, address)
-        except (OSError, HandshakeError, trio.TooSlowError) as exc:
+                yield WebSocketChannel(ws, address, peer_key=peer_key, cipher=cipher)
+        except _Impostor as exc:
+            raise ConnectError(f"refused {address}: {exc}") from None
+        except (OSError, HandshakeError, trio.TooSlowError, trio.BrokenResourceError) as exc:
             if connected:
                 raise
-            raise ConnectError(f"cannot reach {address}: {dial_failure(exc)}") from None
+            reason = dial_failure(exc, tls=tls is not None)
+            raise ConnectError(f"cannot reach {address}: {reason}") from None
 
     async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Accept peers until cancelled; unauthenticated connections are bounded.
@@ -192,33 +232,18 @@ class WebSocketTransport:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            refused = _Tally(
-                self.log,
-                "peer.connections_refused",
-                nursery,
-                reason=f"over the cap of {self.max_unauthenticated} unauthenticated connections",
-            )
-            stalled = _Tally(
-                self.log,
-                "peer.connections_refused",
-                nursery,
-                reason=f"websocket upgrade not done within {self.handshake_timeout:g} s",
-            )
-            accept_failed = _Tally(self.log, "peer.accept_failed", nursery)
+            tallies = _Tallies(self.log, nursery, self.max_unauthenticated, self.handshake_timeout)
             for listener in listeners:
-                nursery.start_soon(
-                    self._accept_loop, listener, handler, nursery, refused, stalled, accept_failed
-                )
-            task_status.started(f"ws://{_host_for_url(self.host)}:{port}")
+                nursery.start_soon(self._accept_loop, listener, handler, nursery, tallies)
+            scheme = "ws" if self.tls is None else "wss"
+            task_status.started(f"{scheme}://{_host_for_url(self.host)}:{port}")
 
     async def _accept_loop(
         self,
         listener: trio.SocketListener,
         handler: Handler,
         nursery: trio.Nursery,
-        refused: _Tally,
-        stalled: _Tally,
-        accept_failed: _Tally,
+        tallies: _Tallies,
     ) -> None:
         async with listener:
             while True:
@@ -228,19 +253,19 @@ class WebSocketTransport:
                     if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                         raise
                     # Out of descriptors: the node goes on; accepting resumes once some close.
-                    accept_failed.add(error=_strerror(exc))
+                    tallies.accept_failed.add(error=_strerror(exc))
                     await trio.sleep(ACCEPT_RETRY)
                     continue
                 if self.unauthenticated >= self.max_unauthenticated:
                     await trio.aclose_forcefully(stream)
-                    refused.add()
+                    tallies.refused.add()
                     continue
                 self.unauthenticated += 1
                 deadline = trio.current_time() + self.handshake_timeout
-                nursery.start_soon(self._serve_connection, stream, handler, deadline, stalled)
+                nursery.start_soon(self._serve_connection, stream, handler, deadline, tallies)
 
     async def _serve_connection(
-        self, stream: trio.SocketStream, handler: Handler, deadline: float, stalled: _Tally
+        self, stream: trio.SocketStream, handler: Handler, deadline: float, tallies: _Tallies
     ) -> None:
         released = False
 
@@ -253,29 +278,38 @@ class WebSocketTransport:
         try:
             async with trio.open_nursery() as nursery:
                 ws: WebSocketConnection | None = None
+                secured: _Secured | None = None
                 with trio.move_on_at(deadline) as upgrade:
                     # The client may be gone already (a dial called off mid-handshake, a
                     # reset): that ends this connection only, never the listener.
                     try:
-                        request = await wrap_server_stream(
-                            # Duck-typed: wrap_server_stream only calls start_soon.
-                            cast(trio.Nursery, _ReaderWatch(nursery, upgrade)),
-                            stream,
-                            message_queue_size=WS_QUEUE,
-                            max_message_size=self.max_frame_bytes,
-                        )
-                        ws = await request.accept()
+                        secured = await self._secure(stream, tallies)
+                        if secured is not None:
+                            request = await wrap_server_stream(
+                                # Duck-typed: wrap_server_stream only calls start_soon.
+                                cast(trio.Nursery, _ReaderWatch(nursery, upgrade)),
+                                secured.stream,
+                                message_queue_size=WS_QUEUE,
+                                max_message_size=self.max_frame_bytes,
+                            )
+                            ws = await request.accept()
                     except (ConnectionClosed, OSError, trio.BrokenResourceError):
                         ws = None
-                if ws is None:
+                if ws is None or secured is None:
                     if upgrade.cancelled_caught and trio.current_time() >= deadline:
-                        stalled.add()
+                        tallies.stalled.add()
                     nursery.cancel_scope.cancel()  # the websocket's reader task
                     return
-                end = ws.remote
-                remote = end if isinstance(end, str) else f"{end.address}:{end.port}"
                 try:
-                    await handler(WebSocketChannel(ws, remote, deadline, release))
+                    channel = WebSocketChannel(
+                        ws,
+                        _remote(stream),
+                        deadline,
+                        release,
+                        peer_key=secured.peer_key,
+                        cipher=secured.cipher,
+                    )
+                    await handler(channel)
                 finally:
                     with trio.move_on_after(DISCONNECT_TIMEOUT):
                         await ws.aclose()
@@ -287,6 +321,135 @@ class WebSocketTransport:
         finally:
             release()
             await trio.aclose_forcefully(stream)
+
+    async def _secure(self, stream: trio.SocketStream, tallies: _Tallies) -> _Secured | None:
+        """The stream to speak websocket over: TLS when this node has a secret, refusing
+        (and counting) a peer that speaks the other way; None when refused."""
+        first = await stream.socket.recv(1, socket.MSG_PEEK)
+        if not first:
+            return None  # closed before a byte
+        tls = self.tls
+        speaks_tls = first[0] == TLS_HANDSHAKE_RECORD
+        if tls is None:
+            if speaks_tls:
+                tallies.tls_unwanted.add()
+                return None
+            return _Secured(stream, None, None)
+        if not speaks_tls:
+            # Say why in HTTP, which the insecure dialer reads: a 426 it logs as such.
+            tallies.plaintext.add()
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.receive_some(65536)
+                await stream.send_all(UPGRADE_REQUIRED)
+            return None
+        secured = trio.SSLStream(stream, tls.server, server_side=True)
+        try:
+            await secured.do_handshake()
+        except trio.BrokenResourceError as exc:
+            tallies.tls_failed.add(error=tls_failure(exc))
+            return None
+        return _Secured(
+            secured, certificate_key(secured.getpeercert(binary_form=True)), describe(secured)
+        )
+
+
+@attrs.frozen
+class _Secured:
+    stream: trio.abc.Stream
+    peer_key: bytes | None
+    cipher: str | None
+
+
+class _Tallies:
+    """What the peer port refuses, counted by reason (see ``_Tally``)."""
+
+    def __init__(
+        self, log: Any, nursery: trio.Nursery, max_unauthenticated: int, timeout: float
+    ) -> None:
+        def tally(reason: str) -> _Tally:
+            return _Tally(log, "peer.connections_refused", nursery, reason=reason)
+
+        self.refused = tally(f"over the cap of {max_unauthenticated} unauthenticated connections")
+        self.stalled = tally(f"websocket upgrade not done within {timeout:g} s")
+        self.plaintext = tally(
+            "a connection without TLS: the peer runs --insecure, this node has a group secret"
+        )
+        self.tls_unwanted = tally(
+            "a TLS connection: the peer has a group secret, this node runs --insecure"
+        )
+        self.tls_failed = tally("TLS handshake failed")
+        self.accept_failed = _Tally(log, "peer.accept_failed", nursery)
+
+
+# The answer to a plaintext websocket upgrade on a TLS port; the dialer logs its status.
+UPGRADE_REQUIRED = (
+    b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: TLS/1.3\r\nConnection: close\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+def _remote(stream: trio.SocketStream) -> str:
+    try:
+        host, port, *_ = stream.socket.getpeername()
+    except OSError:
+        return "unknown"
+    return f"{host}:{port}"
+
+
+def tls_failure(exc: BaseException) -> str:
+    """Why a TLS handshake failed, in words an operator can act on."""
+    error = _ssl_error(exc)
+    if error is None:
+        return "the connection closed during the TLS handshake"
+    reason = (error.reason or "").upper()
+    if reason == "CERTIFICATE_VERIFY_FAILED":
+        return (
+            "the peer's certificate is not from this group's secret (another group, a"
+            " removed secret, or a man in the middle)"
+        )
+    if reason in ("TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE"):
+        return "the peer refused this node's certificate: it does not hold this node's first secret"
+    if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"):
+        return "the peer does not speak TLS (it runs --insecure)"
+    if isinstance(error, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
+        return "the connection closed during the TLS handshake"
+    return (error.reason or str(error)).lower().replace("_", " ")
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
+
+
+class _Impostor(Exception):
+    """The peer's certificate is not for the node this dial meant to reach."""
+
+
+def _pin(ws: WebSocketConnection, peer: str | None) -> tuple[bytes | None, str]:
+    """The peer's certificate key and the session's cipher; ``_Impostor`` if the
+    certificate is not ``peer``'s (when ``peer`` is given)."""
+    # trio-websocket keeps the stream it opened private; over TLS it is a trio.SSLStream.
+    stream = ws._stream
+    assert isinstance(stream, trio.SSLStream)
+    key = certificate_key(stream.getpeercert(binary_form=True))
+    if peer is not None and (key is None or fingerprint(key) != peer):
+        found = "no Ed25519 key" if key is None else f"the key of node {fingerprint(key)}"
+        raise _Impostor(
+            f"its certificate holds {found}, not node {peer}'s: a man in the middle, or"
+            " another node at that address"
+        )
+    return key, describe(stream)
 
 
 class _ReaderWatch:
@@ -344,23 +507,36 @@ class _Tally:
             )
 
 
-def dial_failure(exc: BaseException) -> str:
+def dial_failure(exc: BaseException, *, tls: bool = False) -> str:
     """Why a dial failed, never empty: "connection refused", "timed out", "HTTP 404", ...
 
     trio-websocket wraps the socket error in a ``HandshakeError`` without a message, and
     trio wraps the per-address errors of a connect in a group; the errno says it best.
+    ``tls``: the dial spoke TLS, so a closed connection or an SSL error is explained.
     """
     if isinstance(exc, ConnectionRejected):
+        if exc.status_code == 426:
+            return (
+                "HTTP 426: the peer speaks only TLS (it has a group secret), this node runs"
+                " --insecure"
+            )
         return f"websocket upgrade refused: HTTP {exc.status_code}"
     if isinstance(exc, ConnectionTimeout | trio.TooSlowError):
         return "timed out"
+    if tls and _ssl_error(exc) is not None:
+        return tls_failure(exc)
     if isinstance(exc, HandshakeError) and exc.__cause__ is not None:
-        return dial_failure(exc.__cause__)
+        return dial_failure(exc.__cause__, tls=tls)
     if isinstance(exc, OSError):
         leaves = _os_errors(exc)
         reasons = list(dict.fromkeys(r for r in map(_strerror, leaves) if r))
         if reasons:
             return "; ".join(reasons)
+    if tls and isinstance(exc, trio.BrokenResourceError | HandshakeError):
+        return (
+            "the connection closed during the TLS handshake (the peer runs --insecure, or"
+            " does not hold this node's first secret)"
+        )
     return str(exc) or type(exc).__name__
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from chatd.auth import SecretError, load_secret
+from chatd.auth import Keyring, SecretError, load_keyring
 from chatd.log import configure, get_logger
 from chatd.notify import sd_notify
 from director.app import DirectorApp
@@ -69,7 +69,7 @@ async def run_director(app: DirectorApp, host: str, port: int, grace: float = 0.
                 "director.ready",
                 address=url,
                 port=urlsplit(url).port,
-                secure=app.secret is not None,
+                secure=app.keyring is not None,
             )
             sd_notify("READY=1")
             async for signum in signals:
@@ -84,17 +84,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure(args.log_level)
     log = get_logger(component="director")
-    secret = None
+    keyring: Keyring | None = None
     if args.secret_file is not None:
         try:
-            secret = load_secret(args.secret_file)
+            keyring = load_keyring(args.secret_file)
         except SecretError as exc:
             print(f"chat-director: {exc}", file=sys.stderr)
             return 2
     else:
         log.warning("director.insecure", hint="anyone who can reach it can register a coordinator")
     ttl = args.coordinator_ttl if args.coordinator_ttl > 0 else None
-    app = DirectorApp(Registry(ttl=ttl), secret)
+    app = DirectorApp(Registry(ttl=ttl), keyring)
     failure: OSError | None = None
     try:
         trio.run(run_director, app, args.host, args.port, max(args.startup_grace, 0.0))

@@ -16,7 +16,7 @@ import attrs
 import orjson
 import trio
 
-from chatd.auth import PROOF_HEADER, director_proof, proofs_match
+from chatd.auth import PROOF_HEADER, Keyring, director_proof
 from chatd.log import get_logger
 from chatd.wire import (
     CoordinatorRecord,
@@ -69,7 +69,9 @@ class DirectorApp:
     """ASGI application; ``clock`` gives ``now`` to the registry (trio's clock by default)."""
 
     registry: Registry
-    secret: bytes | None
+    # The group secrets (any one signs a request); None accepts unsigned ones. Replaced
+    # when the secret file is reloaded (SIGHUP).
+    keyring: Keyring | None
     clock: Callable[[], float] = trio.current_time
     _log: Any = attrs.field(factory=lambda: get_logger(component="director"), init=False)
 
@@ -139,12 +141,13 @@ class DirectorApp:
         return handler
 
     def _check_proof(self, scope: Scope, body: bytes) -> None:
-        if self.secret is None:
+        if self.keyring is None:
             return
         given = _header(scope, PROOF_HEADER.lower().encode())
         if given is None:
             raise HTTPError(403, "forbidden", f"missing {PROOF_HEADER} header")
-        if not proofs_match(director_proof(self.secret, body), given.decode("latin-1")):
+        proof = given.decode("latin-1")
+        if not self.keyring.accepts(lambda secret: director_proof(secret, body), proof):
             raise HTTPError(403, "forbidden", f"wrong {PROOF_HEADER}: not signed with the secret")
 
     def _healthz(self, scope: Scope, body: bytes, log: Any) -> Response:

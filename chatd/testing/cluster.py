@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import structlog
 import trio
 
+from chatd.auth import Keyring
 from chatd.config import TEST, Config
 from chatd.core.node import Node
 from chatd.identity import Identity
@@ -121,7 +122,7 @@ class Cluster:
             transport,
             DirectorLink(self.director, self.network, address),
             (DirectorDown,),
-            secret if secret is not None else self.secret,
+            Keyring.of(key) if (key := secret or self.secret) is not None else None,
             self.config,
             rng,
         )

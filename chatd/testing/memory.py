@@ -39,6 +39,8 @@ class MemoryChannel:
         self._in = incoming
         self._max = max_frame_bytes
         self.deadline = math.inf  # the runtime's own handshake timeout applies
+        self.peer_key: bytes | None = None  # no TLS in process
+        self.cipher: str | None = None
 
     def authenticated(self) -> None:
         pass  # nothing is counted: in-process tests have no descriptors to protect
@@ -97,7 +99,7 @@ class MemoryTransport:
         self.max_frame_bytes = max_frame_bytes
 
     @asynccontextmanager
-    async def open_channel(self, address: str) -> AsyncIterator[Channel]:
+    async def open_channel(self, address: str, peer: str | None = None) -> AsyncIterator[Channel]:
         server = self.network._servers.get(address)
         if server is None or not self.network.reachable(self.address, address):
             raise ConnectError(f"cannot reach {address}: connection refused")

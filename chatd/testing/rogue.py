@@ -32,6 +32,7 @@ import attrs
 import orjson
 import trio
 
+from chatd.auth import Keyring
 from chatd.identity import Identity, claim_bytes, message_bytes, message_id, sign_claim
 from chatd.peers import handshake, hello_for
 from chatd.transport import Channel, ChannelClosed, Transport
@@ -113,10 +114,11 @@ class Rogue:
         Raises ``chatd.peers.HandshakeFailed`` or ``ChannelClosed`` if the node refuses,
         ``chatd.transport.ConnectError`` if nothing answers.
         """
-        async with self.transport.open_channel(address) as channel:
+        async with self.transport.open_channel(address, expected_peer) as channel:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
+                keyring = Keyring.of(self.secret) if self.secret is not None else None
                 peer = await handshake(
-                    channel, self.identity, self.hello(term), self.secret, expected_peer
+                    channel, self.identity, self.hello(term), keyring, expected_peer
                 )
             link = RogueLink(self, channel, peer)
             async with trio.open_nursery() as nursery:

@@ -109,11 +109,14 @@ class MemberView:
 
 @frozen
 class PeerView:
-    """A connected peer and how long ago it was last heard from."""
+    """A connected peer, how long ago it was last heard from, and how its link is protected:
+    ``cipher`` is the TLS protocol and cipher suite, None for a plaintext link."""
 
     node_id: str
     name: str
     last_heard: float
+    encrypted: bool = False
+    cipher: str | None = None
 
 
 @frozen
@@ -131,6 +134,7 @@ class Status:
     messages: int
     peers: list[PeerView] = field(factory=list)
     director: str = ""
+    # A group secret is required of every peer and every link is encrypted.
     secure: bool = True
     counters: dict[str, int] = field(factory=dict)
 

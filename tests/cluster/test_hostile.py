@@ -9,6 +9,7 @@ import attrs
 import structlog
 import trio
 
+from chatd.auth import Keyring
 from chatd.config import TEST, Config
 from chatd.core.node import Role
 from chatd.identity import Identity
@@ -50,7 +51,8 @@ async def run_deaf_peer_scenario(config: Config, logs: list[MutableMapping[str, 
         async def deaf_peer() -> None:
             address = coordinator.node.me.public_address
             async with transport.open_channel(address) as channel:
-                await handshake(channel, deaf, hello, cluster.secret, coordinator.node.node_id)
+                keyring = Keyring.of(cluster.secret) if cluster.secret else None
+                await handshake(channel, deaf, hello, keyring, coordinator.node.node_id)
                 await channel.send(encode_frame(Join({})))
                 joined.set()
                 await trio.sleep_forever()  # and never reads another frame

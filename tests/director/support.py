@@ -8,6 +8,7 @@ from functools import partial
 
 import trio
 
+from chatd.auth import Keyring
 from director.app import DirectorApp
 from director.registry import Registry
 from director.serve import serve_director
@@ -18,7 +19,8 @@ async def open_director(
     secret: bytes | None = None, registry: Registry | None = None
 ) -> AsyncIterator[str]:
     """Yield the base URL of a director that accepts connections; stop it on exit."""
-    app = DirectorApp(registry or Registry(), secret)
+    keyring = Keyring.of(secret) if secret is not None else None
+    app = DirectorApp(registry or Registry(), keyring)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         url: str = await nursery.start(

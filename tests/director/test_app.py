@@ -8,7 +8,7 @@ import orjson
 import trio
 from structlog.testing import capture_logs
 
-from chatd.auth import PROOF_HEADER, director_proof
+from chatd.auth import PROOF_HEADER, Keyring, director_proof
 from director.app import MAX_BODY_BYTES, DirectorApp
 from director.registry import Registry
 from tests.director.asgi import Reply, call
@@ -136,7 +136,7 @@ async def test_unknown_path_404_and_wrong_method_405() -> None:
 
 async def test_secret_requires_a_proof_on_every_post() -> None:
     with trio.fail_after(5):
-        app = DirectorApp(Registry(), SECRET)
+        app = DirectorApp(Registry(), Keyring.of(SECRET))
         unsigned = await post(app, "/register_node", NODE_A)
         assert (unsigned.status, error_code(unsigned)) == (403, "forbidden")
         forged = await post(app, "/register_node", NODE_A, secret=b"another secret of 16+ bytes")

@@ -14,6 +14,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from chatd.auth import Keyring
 from chatd.director_client import DirectorClient, DirectorError
 from chatd.wire import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
 from tests.director.support import open_director
@@ -33,7 +34,10 @@ def record(name: str, term: int) -> CoordinatorRecord:
 
 async def test_round_trip_with_secret() -> None:
     with trio.fail_after(10):
-        async with open_director(SECRET) as url, DirectorClient(url, SECRET, 5) as client:
+        async with (
+            open_director(SECRET) as url,
+            DirectorClient(url, Keyring.of(SECRET), 5) as client,
+        ):
             assert await client.healthy()
             assert await client.coordinator() is None
             assert await client.register_node(node("a")) == JoinAdvice(action="start", term=1)
@@ -52,7 +56,7 @@ async def test_missing_or_wrong_secret_is_a_clear_error() -> None:
     with trio.fail_after(10):
         async with open_director(SECRET) as url:
             for secret in (None, b"not the right secret at all"):
-                async with DirectorClient(url, secret, 5) as client:
+                async with DirectorClient(url, Keyring.of(secret) if secret else None, 5) as client:
                     with pytest.raises(DirectorError) as info:
                         await client.register_node(node("a"))
                     message = str(info.value)

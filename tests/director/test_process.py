@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+from chatd.auth import Keyring
 from chatd.director_client import DirectorClient, DirectorError
 from chatd.wire import CoordinatorRecord, JoinAdvice, NodeRegistration
 
@@ -72,7 +73,7 @@ async def test_director_process(tmp_path: Path) -> None:
                 url = f"http://127.0.0.1:{ready['port']}"
                 assert await notify.recv(100) == b"READY=1"
                 assert ready["address"] == url and ready["secure"] is True
-                async with DirectorClient(url, SECRET, 5) as client:
+                async with DirectorClient(url, Keyring.of(SECRET), 5) as client:
                     await wait_until_healthy(client)
                     assert await client.register_node(node) == JoinAdvice(action="start", term=1)
                     record = CoordinatorRecord(

@@ -168,7 +168,10 @@ def test_three_nodes_join_one_discussion(discussion: Discussion) -> None:
         assert s["term"] == leader["term"] >= 1
         assert len(s["members"]) == 3
         assert {m["node-id"] for m in s["members"]} == ids
-        assert s["address"].startswith("ws://127.0.0.1:")
+        assert s["address"].startswith("wss://127.0.0.1:")
+        # Every link is TLS 1.3, and status says so.
+        assert s["secure"] is True and s["peers"]
+        assert all(p["encrypted"] and p["cipher"].startswith("TLSv1.3 ") for p in s["peers"])
         assert set(s["neighbours"]) <= ids - {node.node_id}
         assert s["messages"] == 0 and s["vector-clock"] == {}
     members = on_each(nodes, who)
