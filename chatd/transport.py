@@ -15,7 +15,7 @@ import math
 import os
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -28,7 +28,7 @@ from trio_websocket import (
     ConnectionTimeout,
     HandshakeError,
     WebSocketConnection,
-    open_websocket,
+    wrap_client_stream,
     wrap_server_stream,
 )
 
@@ -182,32 +182,34 @@ class WebSocketTransport:
             port = parts.port or (443 if parts.scheme == "wss" else 80)
         except ValueError:
             port = 0
-        if parts.scheme not in ("ws", "wss") or not parts.hostname or not port:
+        host = parts.hostname
+        if parts.scheme not in ("ws", "wss") or not host or not port:
             raise ConnectError(f"not a websocket address: {address!r}")
         # The node's own mode decides, not the scheme: a secure node speaks TLS to every
         # peer, so that an insecure one sees (and logs) a TLS connection it cannot take.
         tls = self.tls
-        connected = False
         try:
-            async with open_websocket(
-                parts.hostname,
-                port,
-                parts.path or "/",
-                use_ssl=tls.client if tls is not None else False,
-                max_message_size=self.max_frame_bytes,
-                message_queue_size=WS_QUEUE,
-                connect_timeout=CONNECT_TIMEOUT,
-                disconnect_timeout=DISCONNECT_TIMEOUT,
-            ) as ws:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
                 peer_key = cipher = None
                 if tls is not None:
-                    peer_key, cipher = _pin(ws, peer)
-                connected = True
-                yield WebSocketChannel(ws, address, peer_key=peer_key, cipher=cipher)
+                    stream, peer_key, cipher = await _client_tls(stream, tls, host, peer)
         except _Impostor as exc:
             raise ConnectError(f"refused {address}: {exc}") from None
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            reason = dial_failure(exc, tls=tls is not None)
+            verb = "refused" if _ssl_error(exc) is not None else "cannot reach"
+            raise ConnectError(f"{verb} {address}: {reason}") from None
+        host_header = host if port in (80, 443) else f"{_host_for_url(host)}:{port}"
+        upgraded = False
+        try:
+            async with _client_websocket(
+                stream, host_header, parts.path or "/", self.max_frame_bytes
+            ) as ws:
+                upgraded = True
+                yield WebSocketChannel(ws, address, peer_key=peer_key, cipher=cipher)
         except (OSError, HandshakeError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-            if connected:
+            if upgraded:
                 raise
             reason = dial_failure(exc, tls=tls is not None)
             raise ConnectError(f"cannot reach {address}: {reason}") from None
@@ -371,15 +373,18 @@ class _Tallies:
 
         self.refused = tally(f"over the cap of {max_unauthenticated} unauthenticated connections")
         self.stalled = tally(f"websocket upgrade not done within {timeout:g} s")
-        self.plaintext = tally(
-            "a connection without TLS: the peer runs --insecure, this node has a group secret"
-        )
-        self.tls_unwanted = tally(
-            "a TLS connection: the peer has a group secret, this node runs --insecure"
-        )
-        self.tls_failed = tally("TLS handshake failed")
+        self.plaintext = tally(REFUSED_PLAINTEXT)
+        self.tls_unwanted = tally(REFUSED_TLS)
+        self.tls_failed = tally(REFUSED_TLS_FAILED)
         self.accept_failed = _Tally(log, "peer.accept_failed", nursery)
 
+
+# Why the peer port refused a connection (``peer.connections_refused`` lines).
+REFUSED_PLAINTEXT = (
+    "a connection without TLS: the peer runs --insecure, this node has a group secret"
+)
+REFUSED_TLS = "a TLS connection: the peer has a group secret, this node runs --insecure"
+REFUSED_TLS_FAILED = "TLS handshake failed"
 
 # The answer to a plaintext websocket upgrade on a TLS port; the dialer logs its status.
 UPGRADE_REQUIRED = (
@@ -396,11 +401,17 @@ def _remote(stream: trio.SocketStream) -> str:
     return f"{host}:{port}"
 
 
+_CLOSED_IN_HANDSHAKE = (
+    "the peer closed the connection during the TLS handshake (it may not trust this node's"
+    " certificate: another group's secret, or one it no longer holds)"
+)
+
+
 def tls_failure(exc: BaseException) -> str:
     """Why a TLS handshake failed, in words an operator can act on."""
     error = _ssl_error(exc)
     if error is None:
-        return "the connection closed during the TLS handshake"
+        return _CLOSED_IN_HANDSHAKE
     reason = (error.reason or "").upper()
     if reason == "CERTIFICATE_VERIFY_FAILED":
         return (
@@ -412,7 +423,7 @@ def tls_failure(exc: BaseException) -> str:
     if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"):
         return "the peer does not speak TLS (it runs --insecure)"
     if isinstance(error, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
-        return "the connection closed during the TLS handshake"
+        return _CLOSED_IN_HANDSHAKE
     return (error.reason or str(error)).lower().replace("_", " ")
 
 
@@ -436,20 +447,89 @@ class _Impostor(Exception):
     """The peer's certificate is not for the node this dial meant to reach."""
 
 
-def _pin(ws: WebSocketConnection, peer: str | None) -> tuple[bytes | None, str]:
-    """The peer's certificate key and the session's cipher; ``_Impostor`` if the
-    certificate is not ``peer``'s (when ``peer`` is given)."""
-    # trio-websocket keeps the stream it opened private; over TLS it is a trio.SSLStream.
-    stream = ws._stream
-    assert isinstance(stream, trio.SSLStream)
-    key = certificate_key(stream.getpeercert(binary_form=True))
-    if peer is not None and (key is None or fingerprint(key) != peer):
-        found = "no Ed25519 key" if key is None else f"the key of node {fingerprint(key)}"
-        raise _Impostor(
-            f"its certificate holds {found}, not node {peer}'s: a man in the middle, or"
-            " another node at that address"
-        )
-    return key, describe(stream)
+async def _client_tls(
+    stream: trio.abc.Stream, tls: PeerTls, host: str, peer: str | None
+) -> tuple[trio.SSLStream[trio.abc.Stream], bytes | None, str]:
+    """TLS over a dialed stream, the handshake done here (before any websocket byte, so a
+    refusal is immediate and says why), and ``peer``'s key pinned: ``_Impostor`` if the
+    certificate is for another key."""
+    secured = trio.SSLStream(stream, tls.client, server_hostname=host)
+    try:
+        await secured.do_handshake()
+        key = certificate_key(secured.getpeercert(binary_form=True))
+        if peer is not None and (key is None or fingerprint(key) != peer):
+            found = "no Ed25519 key" if key is None else f"the key of node {fingerprint(key)}"
+            raise _Impostor(
+                f"its certificate holds {found}, not node {peer}'s: a man in the middle, or"
+                " another node at that address"
+            )
+    except BaseException:
+        await trio.aclose_forcefully(secured)
+        raise
+    return secured, key, describe(secured)
+
+
+@asynccontextmanager
+async def _client_websocket(
+    stream: trio.abc.Stream, host: str, resource: str, max_message_size: int
+) -> AsyncIterator[WebSocketConnection]:
+    """A websocket over ``stream`` (which it closes), for the body of the ``async with``.
+
+    trio-websocket's reader needs a nursery, and a strict nursery wraps whatever the body
+    raises in an exception group; callers catch ``ChannelClosed``, ``HandshakeFailed`` and
+    the like, so the one exception that matters is raised as itself.
+    """
+    raised: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                with trio.fail_after(CONNECT_TIMEOUT):
+                    ws = await wrap_client_stream(
+                        nursery,
+                        cast(trio.SocketStream, stream),  # trio-websocket only uses Stream
+                        host,
+                        resource,
+                        message_queue_size=WS_QUEUE,
+                        max_message_size=max_message_size,
+                    )
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            try:
+                yield ws
+            except BaseException as exc:
+                raised = exc
+                raise
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _the_one(group, raised) from None
+
+
+def _the_one(
+    group: BaseExceptionGroup[BaseException], raised: BaseException | None
+) -> BaseException:
+    """Of a nursery's exceptions: the body's own, else the only one that is not a
+    cancellation, else a cancellation (all were), else the group (a real double fault)."""
+    leaves = list(_leaves(group))
+    if raised is not None and any(leaf is raised for leaf in leaves):
+        return raised
+    real = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
+    if len(real) == 1:
+        return real[0]
+    if not real:
+        return leaves[0]
+    return group
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for member in exc.exceptions:
+            yield from _leaves(member)
+    else:
+        yield exc
 
 
 class _ReaderWatch:

@@ -73,6 +73,7 @@ MEMBER_VIEWS = [
         CAROL, "carol", "ws://127.0.0.1:9003", "ws://carol.example:9003", 0, "member", "down", 4.0
     ),
 ]
+CIPHER = "TLSv1.3 TLS_AES_256_GCM_SHA384"
 STATUS = Status(
     node_id=BOB,
     name="bob",
@@ -85,7 +86,10 @@ STATUS = Status(
     neighbours=[ALICE, CAROL],
     vector_clock={ALICE: 2, BOB: 1},
     messages=3,
-    peers=[PeerView(ALICE, "alice", 0.25), PeerView(CAROL, "carol", 1.5)],
+    peers=[
+        PeerView(ALICE, "alice", 0.25, True, CIPHER),
+        PeerView(CAROL, "carol", 1.5, True, CIPHER),
+    ],
 )
 
 

@@ -160,10 +160,11 @@ def test_status_human(daemon: FakeDaemon, capsys: Capture) -> None:
         "members": "3",
         "messages": "3",
         "vector-clock": "a1a1a1a1a1a1=2 b2b2b2b2b2b2=1",
-        "peers": "a1a1a1a1a1a1 alice (heard 0.2 s ago)",
-        "secure": "yes",
+        "peers": "a1a1a1a1a1a1 alice (heard 0.2 s ago, TLSv1.3 TLS_AES_256_GCM_SHA384)",
+        "secure": "yes (group secret; every link TLS 1.3)",
     }
-    assert "                c3c3c3c3c3c3 carol (heard 1.5 s ago)" in lines
+    carol = "c3c3c3c3c3c3 carol (heard 1.5 s ago, TLSv1.3 TLS_AES_256_GCM_SHA384)"
+    assert " " * 16 + carol in lines
     # Aligned: every value starts in the same column.
     assert len({len(row) - len(row[16:].lstrip()) for row in lines}) == 1
 

@@ -141,7 +141,7 @@ STATUS = Status(
     ["n2"],
     {"n1": 2},
     1,
-    [PeerView("n2", "bob", 0.5)],
+    [PeerView("n2", "bob", 0.5, True, "TLSv1.3 TLS_AES_256_GCM_SHA384")],
     "http://127.0.0.1:8700",
     True,
     {"messages.relayed": 4},
@@ -150,7 +150,8 @@ STATUS_JSON = (
     '{"node-id":"n1","name":"alice","address":"ws://10.0.0.1:9000",'
     '"public-address":"ws://alice.example:9000","role":"coordinator","coordinator":"n1",'
     '"term":3,"members":[' + MEMBER_JSON + '],"neighbours":["n2"],"vector-clock":{"n1":2},'
-    '"messages":1,"peers":[{"node-id":"n2","name":"bob","last-heard":0.5}],'
+    '"messages":1,"peers":[{"node-id":"n2","name":"bob","last-heard":0.5,"encrypted":true,'
+    '"cipher":"TLSv1.3 TLS_AES_256_GCM_SHA384"}],'
     '"director":"http://127.0.0.1:8700","secure":true,"counters":{"messages.relayed":4}}'
 )
 

@@ -120,7 +120,7 @@ async def test_unreadable_secret_file_exits_2(tmp_path: Path) -> None:
         assert missing.stderr.startswith(b"chat-director: cannot read secret file")
         weak = await run("--secret-file", str(short))
         assert weak.returncode == 2
-        assert b"at least 16 are needed" in weak.stderr
+        assert b"a secret needs at least 16" in weak.stderr
 
 
 async def test_port_in_use_exits_1() -> None:

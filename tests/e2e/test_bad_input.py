@@ -16,17 +16,21 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import pytest
 import trio
 from attrs import define
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket, open_websocket_url
 
-from chatd.auth import handshake_material
+from chatd.auth import Keyring, handshake_material
 from chatd.identity import Identity
+from chatd.tls import peer_tls
+from chatd.transport import REFUSED_PLAINTEXT, REFUSED_TLS_FAILED
 from chatd.wire import PROTOCOL_VERSION, Auth, Hello, encode_frame
 from tests.e2e.harness import (
+    DEFAULT_SECRET,
     DEFAULT_TIMEOUT,
     Cluster,
     Director,
@@ -269,18 +273,22 @@ def test_chatctl_without_a_daemon(setup: Setup) -> None:
 def test_peer_with_the_wrong_secret_is_refused_at_the_handshake(setup: Setup) -> None:
     alice, bob = setup.alice, setup.bob
     members = member_ids(alice)
-    refusals = len(alice.find_events("peer.refused", reason="wrong group secret"))
+    refusals = len(alice.find_events("peer.connections_refused", reason=REFUSED_TLS_FAILED))
     wrong = setup.cluster.write_secret("wrong-secret", b"not-the-group-secret-at-all-42")
     mallory = setup.cluster.spawn_node("mallory", setup.director.url, secret_file=wrong)
     mallory.wait_ready()
-    # The director sends it to alice, who refuses it (and it, alice: neither has a proof).
+    # The director sends it to alice; their TLS handshake fails, since each one's certificate
+    # comes from another group authority than the other trusts.
     mallory.wait_event("join.started", coordinator=alice.node_id)
     wait_until(
-        lambda: len(alice.find_events("peer.refused", reason="wrong group secret")) > refusals,
+        lambda: (
+            len(alice.find_events("peer.connections_refused", reason=REFUSED_TLS_FAILED)) > refusals
+        ),
         DEFAULT_TIMEOUT,
-        "alice to refuse mallory at the handshake",
+        "alice to refuse mallory at the TLS handshake",
     )
-    mallory.wait_event("peer.dial_failed", reason="wrong group secret")
+    failed = mallory.wait_event("peer.dial_failed", peer=alice.node_id)
+    assert "not from this group's secret" in failed["reason"], failed
 
     check_flow(setup, "with an intruder knocking")
     assert member_ids(alice) == member_ids(bob) == members
@@ -309,7 +317,8 @@ def test_secure_director_refuses_a_node_with_the_wrong_secret(setup: Setup) -> N
 
 # Raw websocket clients on a node's peer port -----------------------------------------------
 
-Script = Callable[[Any, list[dict[str, Any]]], Awaitable[None]]
+# A script runs over an open websocket, as the node whose TLS certificate is for ``ident``.
+Script = Callable[[Any, list[dict[str, Any]], Identity], Awaitable[None]]
 
 
 @define
@@ -335,52 +344,70 @@ def intruder_hello(ident: Identity, **changes: Any) -> Hello:
     return attrs.evolve(hello, **changes)
 
 
-async def say_nothing(ws: Any, frames: list[dict[str, Any]]) -> None:
+async def say_nothing(ws: Any, frames: list[dict[str, Any]], ident: Identity) -> None:
     pass
 
 
-async def send_garbage(ws: Any, frames: list[dict[str, Any]]) -> None:
+async def send_garbage(ws: Any, frames: list[dict[str, Any]], ident: Identity) -> None:
     await ws.send_message(f"{MARKER} this is not a frame")
 
 
-async def send_oversized(ws: Any, frames: list[dict[str, Any]]) -> None:
+async def send_oversized(ws: Any, frames: list[dict[str, Any]], ident: Identity) -> None:
     await ws.send_message(b"x" * ((1 << 20) + 1))
 
 
 def claim_id(node_id: str) -> Script:
     """A hello that claims ``node_id`` with a key of its own."""
 
-    async def script(ws: Any, frames: list[dict[str, Any]]) -> None:
-        ident = Identity.generate()
+    async def script(ws: Any, frames: list[dict[str, Any]], ident: Identity) -> None:
         await ws.send_message(encode_frame(intruder_hello(ident, node_id=node_id)))
 
     return script
 
 
-async def hello_then_join(ws: Any, frames: list[dict[str, Any]]) -> None:
-    await ws.send_message(encode_frame(intruder_hello(Identity.generate())))
+async def hello_then_join(ws: Any, frames: list[dict[str, Any]], ident: Identity) -> None:
+    await ws.send_message(encode_frame(intruder_hello(ident)))
     await ws.send_message(b'{"type": "join"}')
 
 
-async def forge_proof(ws: Any, frames: list[dict[str, Any]]) -> None:
-    """A correct handshake but for the proof: a signature it can make, a proof it cannot."""
-    ident = Identity.generate()
+async def another_key(ws: Any, frames: list[dict[str, Any]], ident: Identity) -> None:
+    """A hello for a consistent identity (key and id match) that is not the TLS session's."""
+    await ws.send_message(encode_frame(intruder_hello(Identity.generate())))
+
+
+async def forge_proof(ws: Any, frames: list[dict[str, Any]], ident: Identity) -> None:
+    """A correct handshake but for the proof: a signature it can make, a proof it does not."""
     mine = intruder_hello(ident)
     await ws.send_message(encode_frame(mine))
     theirs = json.loads(await ws.get_message())
     frames.append(theirs)
-    material = handshake_material(ident.node_id, theirs["node-id"], mine.nonce, theirs["nonce"])
+    material = handshake_material(
+        ident.node_id,
+        theirs["node-id"],
+        ident.public_key,
+        theirs["public-key"],
+        mine.nonce,
+        theirs["nonce"],
+    )
     auth = Auth(proof="00" * 32, signature=ident.sign_bytes(material))
     await ws.send_message(encode_frame(auth))
 
 
 async def run_raw(address: str, script: Script, outcome: Outcome) -> None:
-    async with open_websocket_url(address, connect_timeout=5, disconnect_timeout=2) as ws:
+    """Run ``script`` as a member would connect: TLS with a certificate from the group
+    authority (the intruder holds the secret), for a key of its own."""
+    ident = Identity.generate()
+    tls = peer_tls(ident, Keyring.of(DEFAULT_SECRET))
+    parts = urlsplit(address)
+    assert parts.hostname is not None and parts.port is not None
+    async with open_websocket(
+        parts.hostname, parts.port, "/", use_ssl=tls.client, connect_timeout=5, disconnect_timeout=2
+    ) as ws:
         local = ws.local
         assert not isinstance(local, str)
         outcome.port = local.port
         try:
-            await script(ws, outcome.frames)
+            await script(ws, outcome.frames, ident)
             while True:
                 outcome.frames.append(json.loads(await ws.get_message()))
         except ConnectionClosed as exc:
@@ -400,6 +427,7 @@ def test_raw_websocket_intruders_are_refused(setup: Setup) -> None:
             "spoofed-id": claim_id(alice.node_id),
             "no-auth": hello_then_join,
             "bad-proof": forge_proof,
+            "not-the-tls-key": another_key,
         }
         # The handshake timeout is 5 s: all at once, so the silent one costs that once.
         with trio.fail_after(30):
@@ -417,6 +445,7 @@ def test_raw_websocket_intruders_are_refused(setup: Setup) -> None:
         "spoofed-id": "node-id is not the fingerprint of its public key",
         "no-auth": "expected auth, got join",
         "bad-proof": "wrong group secret",
+        "not-the-tls-key": "hello names another key than the TLS certificate's",
     }
     for name, outcome in outcomes.items():
         assert outcome.closed is not None, f"{name}: alice did not close the connection"
@@ -428,6 +457,38 @@ def test_raw_websocket_intruders_are_refused(setup: Setup) -> None:
     # Nobody got in, and the discussion goes on.
     assert alice.alive and member_ids(alice) == {alice.node_id, setup.bob.node_id}
     check_flow(setup, "after raw intruders")
+
+
+def test_strangers_without_the_secret_do_not_get_past_tls(setup: Setup) -> None:
+    """A plaintext websocket is answered 426; a TLS client whose certificate is not from the
+    group authority fails the handshake. Neither ever sees a hello (nor anything else)."""
+    alice = setup.alice
+    address = status(alice.socket)["address"]
+    parts = urlsplit(address)
+    assert parts.scheme == "wss" and parts.hostname is not None and parts.port is not None
+    host, port = parts.hostname, parts.port
+
+    async def plaintext() -> int:
+        with pytest.raises(ConnectionRejected) as info:
+            async with open_websocket_url(f"ws://{host}:{port}/", connect_timeout=5):
+                pass
+        return info.value.status_code
+
+    async def self_signed() -> str:
+        # A certificate for the stranger's own key, issued by an authority of its own.
+        stranger = peer_tls(Identity.generate(), Keyring.of(b"a-secret-of-another-group-00"))
+        stream = await trio.open_tcp_stream(host, port)
+        tls = trio.SSLStream(stream, stranger.client, server_hostname=host)
+        with pytest.raises(trio.BrokenResourceError) as info:
+            await tls.do_handshake()
+            await tls.receive_some(1)  # TLS 1.3: the server's verdict on our certificate
+        return repr(info.value.__cause__)
+
+    assert trio.run(plaintext) == 426
+    alice.wait_event("peer.connections_refused", reason=REFUSED_PLAINTEXT)
+    assert "CERTIFICATE_VERIFY_FAILED" in trio.run(self_signed)
+    alice.wait_event("peer.connections_refused", reason=REFUSED_TLS_FAILED)
+    assert alice.alive and member_ids(alice) == {alice.node_id, setup.bob.node_id}
 
 
 # A director that does not answer, a socket that cannot be made ------------------------------

@@ -23,8 +23,10 @@ import pytest
 import trio
 from attrs import define
 
+from chatd.auth import Keyring
 from chatd.identity import Identity
 from chatd.testing.rogue import Rogue, RogueLink, open_links
+from chatd.tls import peer_tls
 from chatd.transport import ChannelClosed, WebSocketTransport
 from chatd.wire import MAX_FRAME_BYTES, Frame
 from tests.e2e.harness import (
@@ -78,8 +80,11 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
 
 
 def rogue() -> Rogue:
-    transport = WebSocketTransport("127.0.0.1", 0, MAX_FRAME_BYTES)
-    return Rogue(Identity.generate(), "mallory", DEFAULT_SECRET, transport, priority=-1)
+    """A member: it holds the secret, so its certificate comes from the group authority."""
+    ident = Identity.generate()
+    tls = peer_tls(ident, Keyring.of(DEFAULT_SECRET))
+    transport = WebSocketTransport("127.0.0.1", 0, MAX_FRAME_BYTES, tls=tls)
+    return Rogue(ident, "mallory", DEFAULT_SECRET, transport, priority=-1)
 
 
 async def sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
