@@ -28,7 +28,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--director", required=True, metavar="URL", help="director, http://HOST:PORT")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on for peers")
     p.add_argument("--port", type=int, default=0, help="peer port; 0 picks a free one")
-    p.add_argument("--advertise", metavar="ws://HOST:PORT", help="address peers should dial")
+    p.add_argument(
+        "--advertise",
+        metavar="wss://HOST:PORT",
+        help="address peers should dial (ws:// with --insecure)",
+    )
     p.add_argument("--name", default=None, help="display name (default: the user name)")
     p.add_argument("--priority", type=int, default=0, help="election priority (higher wins)")
     p.add_argument("--socket", metavar="PATH", help="control socket path")
@@ -65,6 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     except (DirectorError, SecretError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return 2
+    if args.advertise is not None:
+        scheme = "ws" if args.insecure else "wss"
+        if not args.advertise.startswith(f"{scheme}://"):
+            mode = (
+                "runs --insecure (plain websockets)"
+                if args.insecure
+                else "has a group secret (TLS)"
+            )
+            print(
+                f"chatd: --advertise {args.advertise}: this node {mode}, so its address"
+                f" starts with {scheme}://",
+                file=sys.stderr,
+            )
+            return 2
     if not 0 <= args.port <= 65535:
         print(f"chatd: port {args.port} is out of range", file=sys.stderr)
         return 2
