@@ -24,7 +24,6 @@ too).
 from __future__ import annotations
 
 import datetime
-import functools
 import os
 import ssl
 from typing import Protocol
@@ -53,9 +52,11 @@ class Authority:
     certificate: x509.Certificate
 
 
-@functools.lru_cache(maxsize=16)
 def group_authority(secret: bytes) -> Authority:
-    """The certificate authority a group secret defines; the same on every node."""
+    """The certificate authority a group secret defines; the same on every node.
+
+    Built when the contexts are (at start and on reload), never cached: a secret removed
+    from the file leaves no authority behind in memory."""
     seed = HKDF(hashes.SHA256(), 32, salt=None, info=AUTHORITY_INFO).derive(secret)
     key = Ed25519PrivateKey.from_private_bytes(seed)
     public = key.public_key()
