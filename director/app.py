@@ -106,7 +106,8 @@ class DirectorApp:
                 log.info("director.coordinator.expired", **_fields(expired))
             response = handler(scope, body, log)
         except HTTPError as exc:
-            # Bad input deserves an operator's eye; 404/405/409/503 are routine answers.
+            # Bad input, and a full nonce memory, deserve an operator's eye; 404/405/409 and
+            # "no coordinator" are routine answers.
             level = "warning" if exc.status in (400, 403, 413) or exc.code == "busy" else "info"
             getattr(log, level)(
                 "director.request.refused",

@@ -30,6 +30,8 @@ def hypercorn_config(host: str, port: int, tls: TlsFiles | None = None) -> Confi
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     if tls is not None:
         config.certfile, config.keyfile = tls.cert, tls.key
+        # hypercorn waits 60 s by default; chatd gives a whole request 3 s (lan profile).
+        config.ssl_handshake_timeout = 10
     # The app logs every request itself; hypercorn's access log would be a second,
     # unstructured copy (and its default targets are files or raw streams).
     config.accesslog = None

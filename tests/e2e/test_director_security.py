@@ -270,6 +270,9 @@ def test_sighup_rotates_the_directors_secret(tmp_path: Path) -> None:
         # The newcomer's next attempt gets in; the veteran's heartbeats still count.
         newcomer.wait_event("director.recovered")
         wait_until(lambda: registered(director, newcomer), DEFAULT_TIMEOUT, "newcomer in")
+        # A node with only the old secret, started now, gets in as well.
+        middle = cluster.spawn_node("middle", url, secret_file=old_only).wait_ready()
+        wait_until(lambda: registered(director, middle), DEFAULT_TIMEOUT, "middle in")
         assert status(veteran.socket)["director"] == "ok"
         assert not veteran.find_events("director.failed")
 
