@@ -256,7 +256,10 @@ def test_sighup_rotates_the_directors_secret(tmp_path: Path) -> None:
         old_only, new_only = cluster.secret_file, cluster.write_secret("new-only", NEW)
 
         # The old secret's coordinator registers; the new secret is unknown yet.
-        veteran = cluster.spawn_node("veteran", url, secret_file=old_only).wait_ready()
+        # The highest priority, so it stays coordinator when "middle" joins it (bully).
+        veteran = cluster.spawn_node(
+            "veteran", url, secret_file=old_only, extra=["--priority", "10"]
+        ).wait_ready()
         wait_until(lambda: registered(director, veteran), DEFAULT_TIMEOUT, "veteran to register")
         newcomer = cluster.spawn_node("newcomer", url, secret_file=new_only).wait_ready()
         refused = newcomer.wait_event("director.failed")
@@ -275,6 +278,8 @@ def test_sighup_rotates_the_directors_secret(tmp_path: Path) -> None:
         wait_until(lambda: registered(director, middle), DEFAULT_TIMEOUT, "middle in")
         assert status(veteran.socket)["director"] == "ok"
         assert not veteran.find_events("director.failed")
+
+        assert status(veteran.socket)["role"] == "coordinator"
 
         # Step 3: the old secret removed; the veteran's next heartbeat is refused.
         director_secret.write_bytes(NEW + b"\n")
