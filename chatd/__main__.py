@@ -15,7 +15,7 @@ from chatd.auth import SecretError, load_keyring
 from chatd.config import PROFILES
 from chatd.control import ControlSocketError
 from chatd.daemon import Options, run_chatd
-from chatd.director_client import DirectorError, check_base_url
+from chatd.director_client import DirectorError, check_base_url, load_director_cert
 from chatd.paths import resolve_socket_path
 from chatd.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
 
@@ -25,7 +25,12 @@ def parser() -> argparse.ArgumentParser:
         prog="chatd",
         description="A node of a transient group chat: the discussion lives only in memory.",
     )
-    p.add_argument("--director", required=True, metavar="URL", help="director, http://HOST:PORT")
+    p.add_argument("--director", required=True, metavar="URL", help="director, http[s]://HOST:PORT")
+    p.add_argument(
+        "--director-cert",
+        metavar="PATH",
+        help="the https director's certificate (PEM): trust it alone, whatever the host name",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on for peers")
     p.add_argument("--port", type=int, default=0, help="peer port; 0 picks a free one")
     p.add_argument(
@@ -64,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     chat_log.configure(args.log_level)
     try:
-        check_base_url(args.director)
+        director = check_base_url(args.director)
         keyring = None if args.insecure else load_keyring(args.secret_file)
+        director_cert = None
+        if args.director_cert is not None:
+            if director.scheme != "https":
+                raise DirectorError("--director-cert needs an https:// --director URL")
+            director_cert = load_director_cert(args.director_cert)
     except (DirectorError, SecretError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return 2
@@ -103,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or _default_name()
     options = Options(
         director=args.director,
+        director_cert=director_cert,
         host=args.host,
         port=args.port,
         advertise=args.advertise,

@@ -7,13 +7,18 @@ a group rotate its secret without stopping (README: Rotating the group secret).
 A peer proves it knows a secret with HMAC-SHA256 over both node ids, both public keys and
 both connection nonces, so a proof cannot be replayed on another connection, reflected
 back, or passed on by a man in the middle whose TLS key differs from the node's.
-Director requests carry an HMAC of their body in the ``X-Chat-Proof`` header.
+A signed director request carries ``X-Chat-Proof: v2 t=<unix seconds> n=<32 hex>
+mac=<64 hex>``: an HMAC over the method, the endpoint's path, the timestamp, a random nonce
+and the body, so a captured request is good for that endpoint only, within a short window
+of its timestamp, and once (the director remembers the nonces it has seen).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,9 +123,57 @@ def peer_proof(secret: bytes, material: bytes) -> str:
     return hmac.new(secret, material, hashlib.sha256).hexdigest()
 
 
-def director_proof(secret: bytes, body: bytes) -> str:
-    """The ``X-Chat-Proof`` header value for a director request body."""
-    return hmac.new(secret, b"chat-director-v1\0" + body, hashlib.sha256).hexdigest()
+# Strict: one spelling per proof (lowercase hex, no spaces to spare), digits bounded.
+_DIRECTOR_PROOF = re.compile(
+    r"v2 t=(?P<t>[0-9]{1,12}) n=(?P<n>[0-9a-f]{32}) mac=(?P<mac>[0-9a-f]{64})"
+)
+
+
+@frozen
+class DirectorProof:
+    """A parsed ``X-Chat-Proof`` header: the timestamp (unix seconds), nonce and MAC."""
+
+    timestamp: int
+    nonce: str
+    mac: str
+
+    def header(self) -> str:
+        return f"v2 t={self.timestamp} n={self.nonce} mac={self.mac}"
+
+    def expected(self, secret: bytes, method: str, path: str, body: bytes) -> str:
+        """The MAC ``secret`` gives this timestamp and nonce on that request."""
+        return director_mac(secret, method, path, self.timestamp, self.nonce, body)
+
+
+def director_mac(
+    secret: bytes, method: str, path: str, timestamp: int, nonce: str, body: bytes
+) -> str:
+    """HMAC-SHA256 of ``chat-director-v2 \\0 METHOD \\0 PATH \\0 t \\0 n \\0 body``.
+
+    ``path`` is the endpoint's (``/register_node``), as the director routes it.
+    """
+    head = "\0".join(("chat-director-v2", method.upper(), path, str(timestamp), nonce, ""))
+    return hmac.new(secret, head.encode() + body, hashlib.sha256).hexdigest()
+
+
+def sign_director_request(
+    secret: bytes, method: str, path: str, body: bytes, now: float, nonce: str | None = None
+) -> str:
+    """The ``X-Chat-Proof`` header value for one request, dated ``now`` (unix seconds), with
+    a fresh random nonce unless one is given (tests)."""
+    nonce = os.urandom(16).hex() if nonce is None else nonce
+    timestamp = int(now)
+    return DirectorProof(
+        timestamp, nonce, director_mac(secret, method, path, timestamp, nonce, body)
+    ).header()
+
+
+def parse_director_proof(value: str) -> DirectorProof | None:
+    """The proof in a header value, or None when it is not a well-formed v2 proof."""
+    match = _DIRECTOR_PROOF.fullmatch(value)
+    if match is None:
+        return None
+    return DirectorProof(int(match["t"]), match["n"], match["mac"])
 
 
 def proofs_match(expected: str, given: str) -> bool:

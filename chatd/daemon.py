@@ -44,6 +44,7 @@ class Options:
     keyring: Keyring | None
     secret_file: str | None = None
     bench_trace: bool = False
+    director_cert: str | None = None  # PEM: the one certificate an https director may show
 
 
 async def run_chatd(options: Options, config: Config, log: Any) -> int:
@@ -55,7 +56,12 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             detail="no group secret: any process can join, and links are not encrypted",
         )
     prepare_socket_path(options.socket, options.socket_explicit)
-    director = DirectorClient(options.director, options.keyring, config.director_timeout)
+    director = DirectorClient(
+        options.director,
+        options.keyring,
+        config.director_timeout,
+        pinned_cert=options.director_cert,
+    )
     transport = WebSocketTransport(
         options.host,
         options.port,

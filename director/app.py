@@ -1,14 +1,17 @@
 """The director's HTTP face: a raw ASGI 3 application over a ``Registry``.
 
-hypercorn parses HTTP; this module only routes by method and path, reads bodies under a
-cap, checks the ``X-Chat-Proof`` header when a secret is set, and turns registry answers
-into JSON. Errors are ``{"ok": false, "error": {"code", "message"}}``. Each request is
+hypercorn parses HTTP (and TLS); this module only routes by method and path, reads bodies
+under a cap, checks the ``X-Chat-Proof`` header of every POST when a secret is set (a v2
+proof: MAC of the request with any secret of the keyring, dated within the window of the
+wall clock, its nonce never seen; ``director.replay``), and turns registry answers into
+JSON. Errors are ``{"ok": false, "error": {"code", "message"}}``. Each request is
 logged as one event with its outcome; bodies are never logged. The director never sees
 chat text.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -16,7 +19,7 @@ import attrs
 import orjson
 import trio
 
-from chatd.auth import PROOF_HEADER, Keyring, director_proof
+from chatd.auth import PROOF_HEADER, Keyring, parse_director_proof
 from chatd.log import get_logger
 from chatd.wire import (
     CoordinatorRecord,
@@ -28,6 +31,7 @@ from chatd.wire import (
     unstructure,
 )
 from director.registry import Accepted, Registry
+from director.replay import ReplayGuard
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -66,14 +70,19 @@ class Response:
 
 @attrs.define
 class DirectorApp:
-    """ASGI application; ``clock`` gives ``now`` to the registry (trio's clock by default)."""
+    """ASGI application; ``clock`` gives ``now`` to the registry (trio's clock by default),
+    ``wall_clock`` the unix time that signed requests' timestamps are checked against."""
 
     registry: Registry
     # The group secrets (any one signs a request); None accepts unsigned ones. Replaced
-    # when the secret file is reloaded (SIGHUP).
+    # when the secret file is reloaded (SIGHUP); the nonces seen are kept.
     keyring: Keyring | None
     clock: Callable[[], float] = trio.current_time
+    wall_clock: Callable[[], float] = time.time
+    replay: ReplayGuard = attrs.field(factory=ReplayGuard)
     _log: Any = attrs.field(factory=lambda: get_logger(component="director"), init=False)
+    # Whether the nonce memory's being full has been logged (once per episode).
+    _full_logged: bool = attrs.field(default=False, init=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -91,14 +100,15 @@ class DirectorApp:
             handler = self._route(method, path)
             body = await _read_body(scope, receive) if method == "POST" else b""
             if method == "POST":
-                self._check_proof(scope, body)
+                self._check_proof(scope, method, path, body, log)
             expired = self.registry.expire(self.clock())
             if expired is not None:
                 log.info("director.coordinator.expired", **_fields(expired))
             response = handler(scope, body, log)
         except HTTPError as exc:
-            # Bad input deserves an operator's eye; 404/405/409/503 are routine answers.
-            level = "warning" if exc.status in (400, 403, 413) else "info"
+            # Bad input, and a full nonce memory, deserve an operator's eye; 404/405/409 and
+            # "no coordinator" are routine answers.
+            level = "warning" if exc.status in (400, 403, 413) or exc.code == "busy" else "info"
             getattr(log, level)(
                 "director.request.refused",
                 status=exc.status,
@@ -140,15 +150,65 @@ class DirectorApp:
             )
         return handler
 
-    def _check_proof(self, scope: Scope, body: bytes) -> None:
+    def _check_proof(self, scope: Scope, method: str, path: str, body: bytes, log: Any) -> None:
         if self.keyring is None:
             return
         given = _header(scope, PROOF_HEADER.lower().encode())
         if given is None:
-            raise HTTPError(403, "forbidden", f"missing {PROOF_HEADER} header")
-        proof = given.decode("latin-1")
-        if not self.keyring.accepts(lambda secret: director_proof(secret, body), proof):
-            raise HTTPError(403, "forbidden", f"wrong {PROOF_HEADER}: not signed with the secret")
+            raise HTTPError(
+                403,
+                "missing-proof",
+                f"missing {PROOF_HEADER} header: this director needs requests signed with the"
+                " group secret",
+            )
+        proof = parse_director_proof(given.decode("latin-1"))
+        if proof is None:
+            raise HTTPError(
+                403,
+                "bad-proof",
+                f"bad {PROOF_HEADER} header: not 'v2 t=<unix seconds> n=<32 hex> mac=<64 hex>'"
+                " (a chatd older than this director?)",
+            )
+        if not self.keyring.accepts(
+            lambda secret: proof.expected(secret, method, path, body), proof.mac
+        ):
+            raise HTTPError(
+                403,
+                "bad-proof",
+                f"bad {PROOF_HEADER}: not this request signed with the group secret",
+            )
+        now = self.wall_clock()
+        verdict = self.replay.check(proof.timestamp, proof.nonce, now)
+        if verdict == "fresh":
+            self._full_logged = False
+        elif verdict == "stale":
+            offset = proof.timestamp - now
+            raise HTTPError(
+                403,
+                "clock-skew",
+                f"timestamp outside the window (clock skew?): the request is dated"
+                f" {abs(offset):.0f}s {'ahead of' if offset > 0 else 'behind'} the director's"
+                f" clock, beyond the {self.replay.window:g}s allowed; check both hosts' clocks",
+            )
+        elif verdict == "replayed":
+            raise HTTPError(403, "replayed", "replayed request: its proof has been used before")
+        else:
+            if not self._full_logged:
+                self._full_logged = True
+                log.error(
+                    "director.replay.full",
+                    capacity=self.replay.capacity,
+                    window=self.replay.window,
+                    detail="refusing signed requests until nonces leave the window",
+                )
+            wait = self.replay.retry_after(now)
+            raise HTTPError(
+                503,
+                "busy",
+                f"too many signed requests: {self.replay.capacity} within"
+                f" {self.replay.window:g}s; retry in {wait}s",
+                headers=((b"retry-after", str(wait).encode()),),
+            )
 
     def _healthz(self, scope: Scope, body: bytes, log: Any) -> Response:
         log.debug("director.health.checked")

@@ -3,10 +3,13 @@ things that are not a director."""
 
 from __future__ import annotations
 
+import re
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +18,10 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from chatd.auth import Keyring
-from chatd.director_client import DirectorClient, DirectorError
+from chatd.director_client import DirectorClient, DirectorError, load_director_cert
 from chatd.wire import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
+from director.serve import TlsFiles
+from tests.director.certs import self_signed
 from tests.director.support import open_director
 
 SECRET = b"0123456789abcdef-director-tests"
@@ -63,6 +68,85 @@ async def test_missing_or_wrong_secret_is_a_clear_error() -> None:
                     assert message.startswith(f"director {url} answered POST /register_node")
                     assert "403 forbidden" in message and "X-Chat-Proof" in message
                     assert "\n" not in message
+
+
+async def test_a_skewed_clock_is_a_clear_error() -> None:
+    with trio.fail_after(10):
+        async with open_director(SECRET) as url:
+            keyring = Keyring.of(SECRET)
+            slow = DirectorClient(url, keyring, 5, wall_clock=lambda: time.time() - 120)
+            async with slow:
+                with pytest.raises(DirectorError) as info:
+                    await slow.register_node(node("a"))
+            message = str(info.value)
+            assert message.startswith(f"director {url} answered POST /register_node with 403")
+            assert "timestamp outside the window (clock skew?)" in message
+            # Timestamps are whole seconds: 120 s and the fraction dropped.
+            assert re.search(r"dated 12[01]s behind the director's clock", message), message
+            # Within the window, a clock a little off does not matter.
+            async with DirectorClient(url, keyring, 5, wall_clock=lambda: time.time() + 20) as ok:
+                assert await ok.register_node(node("a")) == JoinAdvice(action="start", term=1)
+
+
+async def test_https_director_with_a_pinned_certificate(tmp_path: Path) -> None:
+    mine, other = self_signed(tmp_path, "director"), self_signed(tmp_path, "other")
+    keyring = Keyring.of(SECRET)
+    with trio.fail_after(20):
+        async with open_director(SECRET, tls=TlsFiles(str(mine.cert), str(mine.key))) as url:
+            assert url.startswith("https://127.0.0.1:")
+            pin = load_director_cert(str(mine.cert))
+            # The certificate names director.test, not 127.0.0.1: the pin alone decides.
+            async with DirectorClient(url, keyring, 5, pinned_cert=pin) as client:
+                assert await client.healthy()
+                assert await client.register_node(node("a")) == JoinAdvice(action="start", term=1)
+                assert await client.register_coordinator(record("a", 1)) is None
+            wrong = load_director_cert(str(other.cert))
+            async with DirectorClient(url, keyring, 5, pinned_cert=wrong) as client:
+                with pytest.raises(DirectorError) as info:
+                    await client.register_node(node("b"))
+                assert str(info.value) == (
+                    f"director {url}: certificate verify failed: the director's certificate is"
+                    " not the pinned one (self-signed certificate)"
+                )
+            async with DirectorClient(url, keyring, 5) as unpinned:
+                with pytest.raises(DirectorError) as info:
+                    await unpinned.register_node(node("b"))
+                assert str(info.value).startswith(
+                    f"director {url}: certificate verify failed: self-signed certificate"
+                    " (checked against the system's CAs"
+                )
+            plain = url.replace("https://", "http://")
+            async with DirectorClient(plain, keyring, 5) as client:
+                with pytest.raises(DirectorError, match=r"does the director serve https\?"):
+                    await client.register_node(node("b"))
+            async with DirectorClient(url, None, 5, pinned_cert=pin) as client:
+                assert await client.coordinator() == record("a", 1)
+        async with open_director(SECRET) as url:
+            tls_to_plain = url.replace("http://", "https://")
+            async with DirectorClient(tls_to_plain, keyring, 5, pinned_cert=pin) as client:
+                with pytest.raises(DirectorError) as info:
+                    await client.register_node(node("b"))
+                assert str(info.value).startswith(f"director {tls_to_plain}: TLS handshake failed")
+                assert str(info.value).endswith("does the director serve https?")
+
+
+def test_the_pinned_certificate_file_is_checked(tmp_path: Path) -> None:
+    one, two = self_signed(tmp_path, "one"), self_signed(tmp_path, "two")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(one.cert.read_bytes() + two.cert.read_bytes())
+    cases = {
+        tmp_path / "missing.pem": "no such file or directory",
+        one.key: "it holds no PEM certificate",
+        chain: "it holds 2 certificates; pin the director's own only",
+    }
+    for path, why in cases.items():
+        with pytest.raises(DirectorError) as info:
+            load_director_cert(str(path))
+        assert str(info.value) == f"cannot use {path} as the director's certificate: {why}"
+    pem = load_director_cert(str(one.cert))
+    assert pem.startswith("-----BEGIN CERTIFICATE-----")
+    with pytest.raises(DirectorError, match="a director certificate is pinned, but the director"):
+        DirectorClient("http://127.0.0.1:8700", None, 5, pinned_cert=pem)
 
 
 async def test_nothing_listening_is_unreachable() -> None:

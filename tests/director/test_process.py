@@ -15,8 +15,9 @@ import pytest
 import trio
 
 from chatd.auth import Keyring
-from chatd.director_client import DirectorClient, DirectorError
+from chatd.director_client import DirectorClient, DirectorError, load_director_cert
 from chatd.wire import CoordinatorRecord, JoinAdvice, NodeRegistration
+from tests.director.certs import self_signed
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +134,97 @@ async def test_port_in_use_exits_1() -> None:
         assert result.stderr.decode() == (
             f"chat-director: cannot listen on 127.0.0.1:{port}: address already in use\n"
         )
+
+
+async def test_tls_files_are_checked_up_front(tmp_path: Path) -> None:
+    mine, other = self_signed(tmp_path, "mine"), self_signed(tmp_path, "other")
+    junk = tmp_path / "junk"
+    junk.write_text("not PEM")
+    tls = ["--insecure", "--port", "0"]
+    cases = [
+        (["--tls-cert", str(mine.cert)], "--tls-cert and --tls-key go together"),
+        (["--tls-key", str(mine.key)], "--tls-cert and --tls-key go together"),
+        (
+            ["--tls-cert", str(tmp_path / "none"), "--tls-key", str(mine.key)],
+            f"chat-director: cannot read {tmp_path / 'none'}: no such file or directory",
+        ),
+        (
+            ["--tls-cert", str(junk), "--tls-key", str(mine.key)],
+            f"chat-director: cannot use --tls-cert {junk}: it holds no PEM certificate",
+        ),
+        (
+            ["--tls-cert", str(mine.cert), "--tls-key", str(mine.cert)],
+            f"chat-director: cannot use --tls-key {mine.cert}: it is not an unencrypted PEM"
+            " private key",
+        ),
+        (
+            ["--tls-cert", str(mine.cert), "--tls-key", str(other.key)],
+            f"chat-director: cannot use --tls-key {other.key}: it is not the key of the"
+            f" --tls-cert {mine.cert}",
+        ),
+    ]
+    with trio.fail_after(60):
+        for args, message in cases:
+            result = await run(*tls, *args)
+            assert result.returncode == 2, args
+            assert message in result.stderr.decode(), result.stderr
+
+
+async def test_https_and_sighup(tmp_path: Path) -> None:
+    """HTTPS with the right files; SIGHUP swaps the keyring, and a bad file keeps it."""
+    mine = self_signed(tmp_path, "director")
+    old, new = b"0123456789abcdef-the-old-secret", b"fedcba9876543210-the-new-secret"
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(old + b"\n")
+    argv = [*COMMAND, "--port", "0", "--startup-grace", "0", "--secret-file", str(secret_file)]
+    argv += ["--tls-cert", str(mine.cert), "--tls-key", str(mine.key)]
+    pin = load_director_cert(str(mine.cert))
+    reg = NodeRegistration(node_id="n1", address="ws://127.0.0.1:1", public_address="ws://n1")
+
+    async def registers(secret: bytes) -> bool:
+        async with DirectorClient(url, Keyring.of(secret), 5, pinned_cert=pin) as client:
+            try:
+                await client.register_node(reg)
+            except DirectorError as exc:
+                assert "403 forbidden: bad X-Chat-Proof" in str(exc)
+                return False
+            return True
+
+    async def next_event(name: str) -> dict[str, Any]:
+        return await anext(e async for e in events if e["event"] == name)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            process = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE)
+            send, events = trio.open_memory_channel[Any](100)
+            nursery.start_soon(read_events, process, send)
+            try:
+                ready = await next_event("director.ready")
+                url = ready["address"]
+                assert url == f"https://127.0.0.1:{ready['port']}"
+                assert ready["tls"] is True and ready["secure"] is True
+                assert (await registers(old), await registers(new)) == (True, False)
+
+                secret_file.write_bytes(b"# the new one proves\n" + new + b"\n" + old + b"\n")
+                process.send_signal(signal.SIGHUP)
+                reloaded = await next_event("director.secret.reloaded")
+                assert (reloaded["secrets"], reloaded["first_changed"]) == (2, True)
+                assert (await registers(old), await registers(new)) == (True, True)
+
+                secret_file.write_bytes(b"short\n")
+                process.send_signal(signal.SIGHUP)
+                failed = await next_event("director.secret.reload_failed")
+                assert "a secret needs at least 16" in failed["error"]
+                assert (await registers(old), await registers(new)) == (True, True)
+
+                secret_file.write_bytes(new + b"\n")
+                process.send_signal(signal.SIGHUP)
+                assert (await next_event("director.secret.reloaded"))["secrets"] == 1
+                assert (await registers(old), await registers(new)) == (False, True)
+
+                process.send_signal(signal.SIGTERM)
+                assert await process.wait() == 0
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
