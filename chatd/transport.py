@@ -212,7 +212,8 @@ class WebSocketTransport:
             if upgraded:
                 raise
             reason = dial_failure(exc, tls=tls is not None)
-            raise ConnectError(f"cannot reach {address}: {reason}") from None
+            verb = "refused" if _ssl_error(exc) is not None else "cannot reach"
+            raise ConnectError(f"{verb} {address}: {reason}") from None
 
     async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Accept peers until cancelled; unauthenticated connections are bounded.
@@ -234,7 +235,13 @@ class WebSocketTransport:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            tallies = _Tallies(self.log, nursery, self.max_unauthenticated, self.handshake_timeout)
+            tallies = _Tallies(
+                self.log,
+                nursery,
+                self.max_unauthenticated,
+                self.handshake_timeout,
+                tls=self.tls is not None,
+            )
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, handler, nursery, tallies)
             scheme = "ws" if self.tls is None else "wss"
@@ -366,13 +373,19 @@ class _Tallies:
     """What the peer port refuses, counted by reason (see ``_Tally``)."""
 
     def __init__(
-        self, log: Any, nursery: trio.Nursery, max_unauthenticated: int, timeout: float
+        self,
+        log: Any,
+        nursery: trio.Nursery,
+        max_unauthenticated: int,
+        timeout: float,
+        *,
+        tls: bool,
     ) -> None:
         def tally(reason: str) -> _Tally:
             return _Tally(log, "peer.connections_refused", nursery, reason=reason)
 
         self.refused = tally(f"over the cap of {max_unauthenticated} unauthenticated connections")
-        self.stalled = tally(f"websocket upgrade not done within {timeout:g} s")
+        self.stalled = tally(stalled_reason(timeout, tls=tls))
         self.plaintext = tally(REFUSED_PLAINTEXT)
         self.tls_unwanted = tally(REFUSED_TLS)
         self.tls_failed = tally(REFUSED_TLS_FAILED)
@@ -385,6 +398,12 @@ REFUSED_PLAINTEXT = (
 )
 REFUSED_TLS = "a TLS connection: the peer has a group secret, this node runs --insecure"
 REFUSED_TLS_FAILED = "TLS handshake failed"
+
+
+def stalled_reason(timeout: float, *, tls: bool) -> str:
+    what = "TLS handshake and websocket upgrade" if tls else "websocket upgrade"
+    return f"{what} not done within {timeout:g} s"
+
 
 # The answer to a plaintext websocket upgrade on a TLS port; the dialer logs its status.
 UPGRADE_REQUIRED = (
@@ -480,18 +499,27 @@ async def _client_websocket(
     the like, so the one exception that matters is raised as itself.
     """
     raised: BaseException | None = None
+    watched = _Watched(stream)
     try:
         async with trio.open_nursery() as nursery:
             try:
-                with trio.fail_after(CONNECT_TIMEOUT):
+                with trio.fail_after(CONNECT_TIMEOUT), trio.CancelScope() as upgrade:
                     ws = await wrap_client_stream(
-                        nursery,
-                        cast(trio.SocketStream, stream),  # trio-websocket only uses Stream
+                        # Duck-typed: wrap_client_stream only calls start_soon. A reader
+                        # that ends before the upgrade is answered (the stream broke: with
+                        # TLS 1.3, the acceptor refusing this node's certificate) means no
+                        # answer will come, and trio-websocket would wait for one forever.
+                        cast(trio.Nursery, _ReaderWatch(nursery, upgrade)),
+                        cast(trio.SocketStream, watched),  # trio-websocket only uses Stream
                         host,
                         resource,
                         message_queue_size=WS_QUEUE,
                         max_message_size=max_message_size,
                     )
+                if upgrade.cancelled_caught:
+                    if watched.error is not None:
+                        raise watched.error
+                    raise HandshakeError("the peer closed the connection during the upgrade")
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
@@ -505,7 +533,38 @@ async def _client_websocket(
                     await ws.aclose()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        raise _the_one(group, raised) from None
+        one = _the_one(group, raised)
+        # Keep its cause (an SSL error says why a dial failed), drop the group as context.
+        raise one from one.__cause__
+
+
+class _Watched(trio.abc.Stream):
+    """A stream that keeps the error that broke it: trio-websocket's reader swallows it,
+    and it is the reason a dial failed (an SSL alert, say)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.error: trio.BrokenResourceError | None = None
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            return await self.stream.receive_some(max_bytes)
+        except trio.BrokenResourceError as exc:
+            self.error = exc
+            raise
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.stream.send_all(data)
+        except trio.BrokenResourceError as exc:
+            self.error = exc
+            raise
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 def _the_one(

@@ -1,7 +1,8 @@
-"""Strangers on a node's peer port, against real processes: connections that never upgrade
-to websocket, or stop halfway through the upgrade request, are bounded in number (the cap
-on unauthenticated connections) and in time (the handshake deadline, counted from the TCP
-accept), while the discussion goes on and an honest node can still join.
+"""Strangers on a node's peer port, against real processes: connections that never finish
+the TLS handshake and websocket upgrade, or stop halfway through, are bounded in number
+(the cap on unauthenticated connections) and in time (the handshake deadline, counted from
+the TCP accept); a plaintext upgrade is answered 426 and closed at once; meanwhile the
+discussion goes on and an honest node can still join.
 
 File descriptors are counted in ``/proc/<pid>/fd`` of alice, the coordinator under attack.
 The nodes run the default profile: the deadline is 5 s, so each test waits that long once.
@@ -22,6 +23,7 @@ import pytest
 from attrs import define
 
 from chatd.config import LAN
+from chatd.transport import REFUSED_PLAINTEXT, stalled_reason
 from tests.e2e.harness import (
     DEFAULT_TIMEOUT,
     Cluster,
@@ -49,7 +51,10 @@ MARGIN = 24
 # How late, past the deadline, a connection may be closed on a loaded 2-core machine.
 SLACK = 10.0
 CAP_REASON = f"over the cap of {CAP} unauthenticated connections"
-STALL_REASON = f"websocket upgrade not done within {DEADLINE:g} s"
+STALL_REASON = stalled_reason(DEADLINE, tls=True)
+# The first bytes of a TLS ClientHello whose record announces 512 bytes: the node waits for
+# the rest of the record, which never comes.
+HALF_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
 
 
 @define
@@ -215,20 +220,19 @@ def test_silent_connections_are_capped_and_closed_at_the_deadline(setup: Setup) 
     wait_for_members([alice, bob])
 
 
-def test_half_sent_upgrade_requests_are_closed_at_the_deadline(setup: Setup) -> None:
+def test_half_sent_tls_hellos_are_closed_at_the_deadline(setup: Setup) -> None:
     alice, bob = setup.alice, setup.bob
     stalled = refused(alice, STALL_REASON)
-    # A request line and some headers, never the blank line that ends them: half stop
-    # there, half keep trickling headers (activity does not extend the deadline).
-    partial = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    # The start of a TLS record, never its end: half stop there, half keep trickling
+    # bytes into it (activity does not extend the deadline).
     count = CAP // 4
     with (
-        Strangers(setup.port, count, partial) as stopped,
-        Strangers(setup.port, count, partial) as trickling,
+        Strangers(setup.port, count, HALF_HELLO) as stopped,
+        Strangers(setup.port, count, HALF_HELLO) as trickling,
     ):
 
         def closed() -> bool:
-            trickling.send_to_open(b"X-Slow: 1\r\n")
+            trickling.send_to_open(b"\x00" * 8)
             return stopped.poll() + trickling.poll() == 2 * count
 
         wait_until(
@@ -249,6 +253,32 @@ def test_half_sent_upgrade_requests_are_closed_at_the_deadline(setup: Setup) -> 
     )
     assert alice.alive
     check_flow([alice, bob], "after half-sent upgrades")
+
+
+def test_plaintext_upgrades_are_answered_426_and_closed_at_once(setup: Setup) -> None:
+    """A websocket upgrade without TLS, whole or half sent, is not held until the deadline:
+    the node answers that it speaks only TLS and closes it."""
+    alice = setup.alice
+    before = refused(alice, REFUSED_PLAINTEXT)
+    half = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    count = CAP // 4
+    with Strangers(setup.port, count, half) as strangers:
+        wait_until(
+            lambda: strangers.poll() == count,
+            DEADLINE / 2,
+            f"alice to close {count} plaintext upgrades at once",
+        )
+        held = max(strangers.closed.values()) - strangers.opened
+        assert held < DEADLINE / 2, held
+    wait_until(
+        lambda: refused(alice, REFUSED_PLAINTEXT) - before >= count,
+        DEFAULT_TIMEOUT,
+        "alice to report the plaintext connections",
+    )
+    with socket.create_connection(("127.0.0.1", setup.port), timeout=5) as sock:
+        sock.sendall(half + b"\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 426 ")
+    assert alice.alive
 
 
 def test_garbage_then_a_reset_does_not_stop_the_node(setup: Setup) -> None:

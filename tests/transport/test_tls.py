@@ -286,3 +286,19 @@ def test_the_advertised_scheme_must_match_the_mode(
     argv = ["--director", "http://127.0.0.1:1", *auth, "--advertise", advertise]
     assert chatd_main(argv) == 2
     assert capsys.readouterr().err == f"chatd: --advertise {advertise}: this node {says}\n"
+
+
+async def test_a_certificate_the_acceptor_does_not_trust_fails_the_dial_at_once() -> None:
+    """TLS 1.3 tells the dialer that the acceptor refused its certificate only after the
+    dialer's side of the handshake is done; the dial must still fail at once, saying so."""
+    async with echo_node(Keyring.of(S2)) as (server, address, log):
+        # Trusts the acceptor's authority, but presents a certificate from S1's.
+        dialer = transport(Identity.generate(), Keyring.of(S1, S2))
+        start = trio.current_time()
+        with trio.fail_after(5), pytest.raises(ConnectError) as caught:
+            async with dialer.open_channel(address, server.node_id):
+                raise AssertionError("linked with a certificate the acceptor does not trust")
+        assert trio.current_time() - start < transport_module.CONNECT_TIMEOUT / 2
+        assert "it may not trust this node's certificate" in str(caught.value), caught.value
+        refusal = await log.wait_refused(REFUSED_TLS_FAILED)
+        assert "not from this group's secret" in refusal["error"]
