@@ -229,8 +229,6 @@ def test_man_in_the_middle_is_refused(tmp_path: Path, kind: str) -> None:
                 f"its certificate holds the key of node {termination.node_id},"
                 f" not node {bob.node_id}'s: a man in the middle" in failed["reason"]
             ), failed
-            # alice hung up before her hello, so bob's handshake with the relay fails.
-            bob.wait_event("peer.refused")
         alice_state, bob_state = on_each([alice, bob], status)
         captures = [("bob", c) for c in relay.captures()]
 
@@ -239,13 +237,12 @@ def test_man_in_the_middle_is_refused(tmp_path: Path, kind: str) -> None:
     assert not bob.find_events("peer.connected") and not alice.find_events("peer.connected")
     assert captures, "alice never dialed the relay"
     plaintext = [label for label, data in streams(captures) if data]
+    # The outsider: alice refused the relay's certificate, so it never had a session to
+    # read. The insider had one, but alice checked the pin before sending a byte of her
+    # own (not even the websocket upgrade): it read nothing from her either.
+    assert all(not capture.to_target for _, capture in captures), captures
     if kind == "outsider":
-        # alice refused the relay's certificate, so it never had a session to read.
         assert plaintext == [], plaintext
-    else:
-        # The relay decrypted alice's websocket upgrade: what it reads is plaintext.
-        first = captures[0][1]
-        assert first.to_target.startswith(b"GET "), first
     for needle in (token, "for members only", alice.name, alice.node_id):
         assert not found_in(needle.encode(), captures), f"{needle!r} reached the relay"
     if kind == "outsider":
