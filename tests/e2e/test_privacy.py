@@ -41,7 +41,7 @@ from chatd.testing.relay import (
     outsider,
     websocket_payloads,
 )
-from chatd.transport import TLS_HANDSHAKE_RECORD
+from chatd.transport import REFUSED_PLAINTEXT, REFUSED_TLS, TLS_HANDSHAKE_RECORD
 from tests.e2e.harness import (
     DEFAULT_SECRET,
     DEFAULT_TIMEOUT,
@@ -64,26 +64,11 @@ pytestmark = pytest.mark.e2e
 MIN_BYTES_EACH_WAY = 4096
 TEST_DEADLINE = 45.0
 
-PLAINTEXT_REFUSED = (
-    "a connection without TLS: the peer runs --insecure, this node has a group secret"
-)
-TLS_REFUSED = "a TLS connection: the peer has a group secret, this node runs --insecure"
 NOT_THIS_GROUP = "the peer's certificate is not from this group's secret"
-# A known bug, not yet fixed: trio-websocket runs a dialer's TLS handshake inside its
-# reader task, which swallows the error, so open_channel waits out its connect timeout
-# and every TLS failure on the dialing side is logged as "timed out". The tests check
-# everything else first, then expect the real reason unless the log shows exactly this.
-DIAL_TIMED_OUT = ": timed out"
-DIAL_TLS_BUG = (
-    "known bug: a TLS handshake that fails on the dialer is logged as 'timed out'"
-    " (trio-websocket hides the ssl error; chatd.transport.WebSocketTransport.open_channel)"
-)
 
 
 def expect_dial_reason(failed: Event, reason: str) -> None:
-    """``reason`` is in the ``peer.dial_failed`` line, unless it shows the known bug."""
-    if failed["reason"].endswith(DIAL_TIMED_OUT):
-        pytest.xfail(DIAL_TLS_BUG)
+    """``reason`` is in the ``peer.dial_failed`` line: the dialer says why, at once."""
     assert reason in failed["reason"], failed
 
 
@@ -273,12 +258,12 @@ def test_secure_and_insecure_nodes_refuse_each_other(tmp_path: Path) -> None:
         dialers = [insecure_dialer.wait_ready(), secure_dialer.wait_ready()]
 
         # Plaintext into a TLS port: refused with an HTTP 426 that the dialer reads.
-        secure_host.wait_event("peer.connections_refused", reason=PLAINTEXT_REFUSED)
+        secure_host.wait_event("peer.connections_refused", reason=REFUSED_PLAINTEXT)
         to_secure = insecure_dialer.wait_event("peer.dial_failed", peer=secure_host.node_id)
         assert "HTTP 426: the peer speaks only TLS (it has a group secret)" in to_secure["reason"]
 
         # TLS into a plaintext port: refused; the dialer must say the peer may be insecure.
-        insecure_host.wait_event("peer.connections_refused", reason=TLS_REFUSED)
+        insecure_host.wait_event("peer.connections_refused", reason=REFUSED_TLS)
         to_insecure = secure_dialer.wait_event("peer.dial_failed", peer=insecure_host.node_id)
 
         states = on_each([*hosts, *dialers], status)
