@@ -14,7 +14,8 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
-# 100,000 inputs per decoder (peer frames, control requests, control lines); `make test`
+# 100,000 inputs per decoder (peer frames, control requests, control lines, the director's
+# proof header, the secret file); `make test`
 # runs 2,000 each. ARGS: --seed S to replay, --cases N, --decoder NAME, --case I.
 # Then 1,500 random runs of the hostile-member state machine (`make test`: 60, fixed).
 fuzz: $(STAMP)

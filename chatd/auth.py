@@ -29,6 +29,8 @@ MIN_SECRET_BYTES = 16
 # A keyring is for rotation: two or three secrets at a time. The bound keeps a proof check
 # (one HMAC per secret) cheap whatever the file says.
 MAX_SECRETS = 8
+# Eight secrets of a few hundred bytes, with comments, fit many times over.
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 class SecretError(ValueError):
@@ -64,12 +66,24 @@ class Keyring:
 
 
 def load_keyring(path: str | Path) -> Keyring:
-    """Read a secret file: one secret per line, blank lines and ``#`` comments ignored,
-    surrounding whitespace stripped; the first secret proves, all are accepted."""
+    """Read a secret file (see ``parse_keyring``), at most ``MAX_SECRET_FILE_BYTES`` of it:
+    a path to a device or a huge file is an error, not a hang."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            data = file.read(MAX_SECRET_FILE_BYTES + 1)
     except OSError as exc:
         raise SecretError(f"cannot read secret file {path}: {exc.strerror}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise SecretError(
+            f"secret file {path} is over {MAX_SECRET_FILE_BYTES} bytes: is it the right file?"
+        )
+    return parse_keyring(data, f"secret file {path}")
+
+
+def parse_keyring(data: bytes, source: str) -> Keyring:
+    """One secret per line, blank lines and ``#`` comments ignored, surrounding whitespace
+    stripped, repeats dropped; the first secret proves, all are accepted. ``SecretError``
+    names ``source`` and the line."""
     secrets: list[bytes] = []
     for number, raw in enumerate(data.splitlines(), 1):
         line = raw.strip()
@@ -77,16 +91,16 @@ def load_keyring(path: str | Path) -> Keyring:
             continue
         if len(line) < MIN_SECRET_BYTES:
             raise SecretError(
-                f"secret file {path}, line {number}: {len(line)} bytes;"
+                f"{source}, line {number}: {len(line)} bytes;"
                 f" a secret needs at least {MIN_SECRET_BYTES}"
             )
         if line not in secrets:
             secrets.append(line)
     if not secrets:
-        raise SecretError(f"secret file {path} holds no secret")
+        raise SecretError(f"{source} holds no secret")
     if len(secrets) > MAX_SECRETS:
         raise SecretError(
-            f"secret file {path} holds {len(secrets)} secrets; at most {MAX_SECRETS} (rotate"
+            f"{source} holds {len(secrets)} secrets; at most {MAX_SECRETS} (rotate"
             " by adding one, making it first, then removing the old one)"
         )
     return Keyring(tuple(secrets))
@@ -125,7 +139,7 @@ def peer_proof(secret: bytes, material: bytes) -> str:
 
 # Strict: one spelling per proof (lowercase hex, no spaces to spare), digits bounded.
 _DIRECTOR_PROOF = re.compile(
-    r"v2 t=(?P<t>[0-9]{1,12}) n=(?P<n>[0-9a-f]{32}) mac=(?P<mac>[0-9a-f]{64})"
+    r"v2 t=(?P<t>0|[1-9][0-9]{0,11}) n=(?P<n>[0-9a-f]{32}) mac=(?P<mac>[0-9a-f]{64})"
 )
 
 

@@ -16,7 +16,14 @@ from cryptography.hazmat.primitives import serialization
 
 from chatd import transport as transport_module
 from chatd.__main__ import main as chatd_main
-from chatd.auth import MAX_SECRETS, Keyring, SecretError, load_keyring, peer_proof
+from chatd.auth import (
+    MAX_SECRET_FILE_BYTES,
+    MAX_SECRETS,
+    Keyring,
+    SecretError,
+    load_keyring,
+    peer_proof,
+)
 from chatd.identity import Identity, fingerprint
 from chatd.tls import (
     certificate_key,
@@ -78,6 +85,15 @@ def test_a_bad_secret_file_is_a_clear_error(tmp_path: Path, content: bytes, erro
         load_keyring(path)
     with pytest.raises(SecretError, match="cannot read secret file"):
         load_keyring(tmp_path / "missing")
+
+
+def test_a_huge_secret_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_bytes(S1 + b"\n" + b"#" * MAX_SECRET_FILE_BYTES)
+    with pytest.raises(SecretError, match=f"over {MAX_SECRET_FILE_BYTES} bytes"):
+        load_keyring(path)
+    with pytest.raises(SecretError, match="over"):
+        load_keyring("/dev/zero")  # endless: read only up to the bound
 
 
 # Certificates -----------------------------------------------------------------------------
