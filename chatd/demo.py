@@ -135,7 +135,10 @@ def run(args: argparse.Namespace) -> int:
         wait_for(lambda: all(members(s) == 3 for s in socks.values()), "all three to meet")
 
         chatctl = BIN / "chatctl"
-        print(f"A discussion is running: director {url}, three nodes, group secret in {secret}.")
+        print(
+            f"A discussion is running: director {url}, three nodes, group secret in {secret}"
+            " (every link between the nodes is TLS 1.3)."
+        )
         print("Talk to it from another terminal:\n")
         for name in NAMES:
             print(f"  {chatctl} --socket {socks[name]} send 'hello from {name}'")
