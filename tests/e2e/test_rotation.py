@@ -320,10 +320,11 @@ def identical(histories: list[list[Message]]) -> list[list[Message]] | None:
 
 def check_reloads(done: dict[Process, Event], *, secrets: int, first_changed: bool) -> None:
     nodes = [p for p in done if isinstance(p, Node)]
+    for process, event in done.items():
+        assert event["secrets"] == secrets, (process.label, event)
+        assert event["first_changed"] is first_changed, (process.label, event)
     for node in nodes:
         event = done[node]
-        assert event["secrets"] == secrets, (node.label, event)
-        assert event["first_changed"] is first_changed, (node.label, event)
         assert event["term"] >= 1, (node.label, event)  # logged with the term of now
         # Every link was up when it reloaded (see links_unchanged for the exception).
         assert event["links"] == len(nodes) - 1 or suspicions(nodes), (node.label, event)
