@@ -144,10 +144,10 @@ async def _watch_reload(
     New connections prove with the new first secret and accept every secret in the file;
     links that are up stay up. A file that cannot be used leaves the old keyring in place.
     """
-    log = runtime.node.log
     with trio.open_signal_receiver(signal.SIGHUP) as signals:
         task_status.started()
         async for _ in signals:
+            log = runtime.node.log  # taken now: it carries the current term
             if secret_file is None:
                 log.warning("secret.reload_ignored", reason="the node runs --insecure")
                 continue

@@ -32,6 +32,9 @@ UNIT_DIR = ROOT / "systemd"
 VENV_BIN = "/opt/chat/venv/bin"
 # unit file name -> the console script it starts
 UNITS = {"chatd.service": "chatd", "chat-director.service": "chat-director"}
+# unit file name -> its RuntimeDirectory=, where the service's copy of the secret lives
+RUNTIME_DIRS = {"chatd.service": "chatd", "chat-director.service": "chat-director"}
+SECRET = "/etc/chat/secret"
 MAX_EXPOSURE = 2.5
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -102,12 +105,74 @@ def test_unit_contract(name: str, command: str) -> None:
     assert last(unit, "Service", "Restart") == "on-failure"
     exec_start = shlex.split(last(unit, "Service", "ExecStart"))
     assert exec_start[0] == f"{VENV_BIN}/{command}"
-    assert last(unit, "Service", "LoadCredential") == "secret:/etc/chat/secret"
     i = exec_start.index("--secret-file")
-    assert exec_start[i + 1] == "${CREDENTIALS_DIRECTORY}/secret"
+    assert exec_start[i + 1] == f"%t/{RUNTIME_DIRS[name]}/secret"
     assert "--insecure" not in exec_start
     assert any(f.startswith("-/etc/chat/") for f in service["EnvironmentFile"])
     assert "multi-user.target" in last(unit, "Install", "WantedBy")
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_reload_refreshes_the_secret_then_sends_sighup(name: str) -> None:
+    """`systemctl reload` copies the secret file anew, then signals the main process: the
+    rotation procedure (deploy/README.md). Not a credential: LoadCredential= is copied
+    once, at start, so a reload would re-read the old secret."""
+    unit = load(name)
+    service = unit["Service"]
+    assert "LoadCredential" not in service
+    assert last(unit, "Service", "RuntimeDirectory") == RUNTIME_DIRS[name]
+    assert last(unit, "Service", "RuntimeDirectoryMode") == "0700"
+    copy = secret_copy_command(unit)
+    assert service["ExecStartPre"] == [copy]
+    assert service["ExecReload"] == [copy, "/bin/kill -HUP $MAINPID"]
+
+
+def secret_copy_command(unit: Unit) -> str:
+    """The privileged helper that copies the secret for the service (ExecStartPre=+)."""
+    (command,) = unit["Service"]["ExecStartPre"]
+    assert command.startswith("+/bin/sh -c "), command
+    assert SECRET in command
+    return command
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_secret_copy_helper(name: str, tmp_path: Path) -> None:
+    """The helper itself, run for real with %t and /etc/chat/secret pointing at temporary
+    files: the copy belongs to the runtime directory's owner (the service's user; as root,
+    a uid other than ours is used to show the chown), mode 0400, is replaced whole on the
+    next run, and a missing source fails the run and keeps the copy there is."""
+    argv = shlex.split(secret_copy_command(load(name))[1:])
+    run_dir = tmp_path / "run" / RUNTIME_DIRS[name]
+    run_dir.mkdir(parents=True, mode=0o700)
+    owner = 54321 if os.geteuid() == 0 else os.geteuid()
+    os.chown(run_dir, owner, owner)
+    source = tmp_path / "secret"
+    argv = [a.replace("%t", str(tmp_path / "run")).replace(SECRET, str(source)) for a in argv]
+    copy = run_dir / "secret"
+
+    def helper() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+    source.write_text("first-secret-0123456789\n")
+    source.chmod(0o600)
+    done = helper()
+    assert done.returncode == 0, done.stderr
+    assert copy.read_text() == "first-secret-0123456789\n"
+    info = copy.stat()
+    assert (info.st_uid, info.st_gid) == (owner, owner)
+    assert stat.S_IMODE(info.st_mode) == 0o400
+
+    source.write_text("first-secret-0123456789\nsecond-secret-abcdefghij\n")
+    done = helper()
+    assert done.returncode == 0, done.stderr
+    assert copy.read_text() == "first-secret-0123456789\nsecond-secret-abcdefghij\n"
+    assert copy.stat().st_ino != info.st_ino  # renamed into place, never rewritten
+    assert sorted(p.name for p in run_dir.iterdir()) == ["secret"]
+
+    source.unlink()
+    done = helper()
+    assert done.returncode != 0
+    assert copy.read_text() == "first-secret-0123456789\nsecond-secret-abcdefghij\n"
 
 
 def test_chatd_socket_in_runtime_directory() -> None:

@@ -356,9 +356,11 @@ class Cluster:
         timeout: float = DEFAULT_TIMEOUT,
         port: int = 0,
         startup_grace: float | None = 0.0,
+        secret_file: Path | None = None,
     ) -> Director:
         """A director on ``port`` (0: a free one); ``startup_grace=None`` keeps its default."""
-        auth = ["--insecure"] if insecure else ["--secret-file", str(self.secret_file)]
+        secret = secret_file or self.secret_file
+        auth = ["--insecure"] if insecure else ["--secret-file", str(secret)]
         grace = [] if startup_grace is None else ["--startup-grace", f"{startup_grace:g}"]
         argv = [
             binary("chat-director"),
