@@ -1,7 +1,10 @@
 """How nodes reach each other: a small interface, and its websocket implementation.
 
 A ``Channel`` carries whole frames (bytes) both ways. The runtime never sees websockets;
-tests swap in ``chatd.testing.memory`` to run a cluster in one process.
+tests swap in ``chatd.testing.memory`` to run a cluster in one process. With a group
+secret every connection is TLS 1.3 (``chatd.tls``), checked before the websocket upgrade:
+a dial pins the node it means to reach, and the peer port takes TLS only (a node without
+a secret, plaintext only); either refusal is logged with its reason on both ends.
 
 Unauthenticated connections are bounded, so that anyone who can reach the peer port cannot
 hold the node's file descriptors: see ``WebSocketTransport.serve``.
@@ -12,10 +15,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
-import os
 import socket
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -24,23 +25,23 @@ import attrs
 import trio
 from trio_websocket import (
     ConnectionClosed,
-    ConnectionRejected,
-    ConnectionTimeout,
     HandshakeError,
     WebSocketConnection,
-    wrap_client_stream,
     wrap_server_stream,
 )
 
 from chatd import log as chat_log
 from chatd.identity import fingerprint
+from chatd.link_errors import dial_failure, ssl_error, strerror, tls_failure
 from chatd.tls import PeerTls, certificate_key, describe
+from chatd.websocket import (
+    CONNECT_TIMEOUT,
+    DISCONNECT_TIMEOUT,
+    WS_QUEUE,
+    ReaderWatch,
+    client_websocket,
+)
 
-# trio-websocket's own reader queues this many messages before it stops reading; ours
-# drains it continuously, so a small queue is enough.
-WS_QUEUE = 16
-# How long closing an accepted websocket may wait for the peer's close frame.
-DISCONNECT_TIMEOUT = 2.0
 # Refusals and accept failures are counted, and logged at most once per this many seconds:
 # a flood of connections must not become a flood of log lines.
 REPORT_INTERVAL = 5.0
@@ -50,8 +51,6 @@ ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, er
 ACCEPT_RETRY = 0.1
 # The first byte of every TLS connection (a handshake record); no HTTP request starts so.
 TLS_HANDSHAKE_RECORD = 0x16
-# One dial, TCP connect through TLS and the websocket upgrade, in seconds.
-CONNECT_TIMEOUT = 5.0
 
 
 class ChannelClosed(Exception):
@@ -198,12 +197,12 @@ class WebSocketTransport:
             raise ConnectError(f"refused {address}: {exc}") from None
         except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
             reason = dial_failure(exc, tls=tls is not None)
-            verb = "refused" if _ssl_error(exc) is not None else "cannot reach"
+            verb = "refused" if ssl_error(exc) is not None else "cannot reach"
             raise ConnectError(f"{verb} {address}: {reason}") from None
         host_header = host if port in (80, 443) else f"{_host_for_url(host)}:{port}"
         upgraded = False
         try:
-            async with _client_websocket(
+            async with client_websocket(
                 stream, host_header, parts.path or "/", self.max_frame_bytes
             ) as ws:
                 upgraded = True
@@ -212,7 +211,7 @@ class WebSocketTransport:
             if upgraded:
                 raise
             reason = dial_failure(exc, tls=tls is not None)
-            verb = "refused" if _ssl_error(exc) is not None else "cannot reach"
+            verb = "refused" if ssl_error(exc) is not None else "cannot reach"
             raise ConnectError(f"{verb} {address}: {reason}") from None
 
     async def serve(self, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -262,7 +261,7 @@ class WebSocketTransport:
                     if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                         raise
                     # Out of descriptors: the node goes on; accepting resumes once some close.
-                    tallies.accept_failed.add(error=_strerror(exc))
+                    tallies.accept_failed.add(error=strerror(exc))
                     await trio.sleep(ACCEPT_RETRY)
                     continue
                 if self.unauthenticated >= self.max_unauthenticated:
@@ -296,7 +295,7 @@ class WebSocketTransport:
                         if secured is not None:
                             request = await wrap_server_stream(
                                 # Duck-typed: wrap_server_stream only calls start_soon.
-                                cast(trio.Nursery, _ReaderWatch(nursery, upgrade)),
+                                cast(trio.Nursery, ReaderWatch(nursery, upgrade)),
                                 secured.stream,
                                 message_queue_size=WS_QUEUE,
                                 max_message_size=self.max_frame_bytes,
@@ -420,48 +419,6 @@ def _remote(stream: trio.SocketStream) -> str:
     return f"{host}:{port}"
 
 
-_CLOSED_IN_HANDSHAKE = (
-    "the peer closed the connection during the TLS handshake (it may not trust this node's"
-    " certificate: another group's secret, or one it no longer holds)"
-)
-
-
-def tls_failure(exc: BaseException) -> str:
-    """Why a TLS handshake failed, in words an operator can act on."""
-    error = _ssl_error(exc)
-    if error is None:
-        return _CLOSED_IN_HANDSHAKE
-    reason = (error.reason or "").upper()
-    if reason == "CERTIFICATE_VERIFY_FAILED":
-        return (
-            "the peer's certificate is not from this group's secret (another group, a"
-            " removed secret, or a man in the middle)"
-        )
-    if reason in ("TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE"):
-        return "the peer refused this node's certificate: it does not hold this node's first secret"
-    if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"):
-        return "the peer does not speak TLS (it runs --insecure)"
-    if isinstance(error, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
-        return _CLOSED_IN_HANDSHAKE
-    return (error.reason or str(error)).lower().replace("_", " ")
-
-
-def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLError):
-            return current
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return None
-
-
 class _Impostor(Exception):
     """The peer's certificate is not for the node this dial meant to reach."""
 
@@ -486,131 +443,6 @@ async def _client_tls(
         await trio.aclose_forcefully(secured)
         raise
     return secured, key, describe(secured)
-
-
-@asynccontextmanager
-async def _client_websocket(
-    stream: trio.abc.Stream, host: str, resource: str, max_message_size: int
-) -> AsyncIterator[WebSocketConnection]:
-    """A websocket over ``stream`` (which it closes), for the body of the ``async with``.
-
-    trio-websocket's reader needs a nursery, and a strict nursery wraps whatever the body
-    raises in an exception group; callers catch ``ChannelClosed``, ``HandshakeFailed`` and
-    the like, so the one exception that matters is raised as itself.
-    """
-    raised: BaseException | None = None
-    watched = _Watched(stream)
-    try:
-        async with trio.open_nursery() as nursery:
-            try:
-                with trio.fail_after(CONNECT_TIMEOUT), trio.CancelScope() as upgrade:
-                    ws = await wrap_client_stream(
-                        # Duck-typed: wrap_client_stream only calls start_soon. A reader
-                        # that ends before the upgrade is answered (the stream broke: with
-                        # TLS 1.3, the acceptor refusing this node's certificate) means no
-                        # answer will come, and trio-websocket would wait for one forever.
-                        cast(trio.Nursery, _ReaderWatch(nursery, upgrade)),
-                        cast(trio.SocketStream, watched),  # trio-websocket only uses Stream
-                        host,
-                        resource,
-                        message_queue_size=WS_QUEUE,
-                        max_message_size=max_message_size,
-                    )
-                if upgrade.cancelled_caught:
-                    if watched.error is not None:
-                        raise watched.error
-                    raise HandshakeError("the peer closed the connection during the upgrade")
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
-            try:
-                yield ws
-            except BaseException as exc:
-                raised = exc
-                raise
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
-                    await ws.aclose()
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        one = _the_one(group, raised)
-        # Keep its cause (an SSL error says why a dial failed), drop the group as context.
-        raise one from one.__cause__
-
-
-class _Watched(trio.abc.Stream):
-    """A stream that keeps the error that broke it: trio-websocket's reader swallows it,
-    and it is the reason a dial failed (an SSL alert, say)."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.error: trio.BrokenResourceError | None = None
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        try:
-            return await self.stream.receive_some(max_bytes)
-        except trio.BrokenResourceError as exc:
-            self.error = exc
-            raise
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        try:
-            await self.stream.send_all(data)
-        except trio.BrokenResourceError as exc:
-            self.error = exc
-            raise
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-
-def _the_one(
-    group: BaseExceptionGroup[BaseException], raised: BaseException | None
-) -> BaseException:
-    """Of a nursery's exceptions: the body's own, else the only one that is not a
-    cancellation, else a cancellation (all were), else the group (a real double fault)."""
-    leaves = list(_leaves(group))
-    if raised is not None and any(leaf is raised for leaf in leaves):
-        return raised
-    real = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
-    if len(real) == 1:
-        return real[0]
-    if not real:
-        return leaves[0]
-    return group
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for member in exc.exceptions:
-            yield from _leaves(member)
-    else:
-        yield exc
-
-
-class _ReaderWatch:
-    """Stands in for the nursery given to ``wrap_server_stream``, to see its reader end.
-
-    A reader that ends before the upgrade request is read (the client hung up, or sent
-    something that is not HTTP) means no request will ever come: stop waiting for one
-    now, so that a port scan does not hold a slot until the deadline.
-    """
-
-    def __init__(self, nursery: trio.Nursery, upgrade: trio.CancelScope) -> None:
-        self.nursery = nursery
-        self.upgrade = upgrade
-
-    def start_soon(self, reader: Callable[[], Awaitable[None]]) -> None:
-        async def watched() -> None:
-            try:
-                await reader()
-            finally:
-                self.upgrade.cancel()  # a no-op once the upgrade scope has exited
-
-        self.nursery.start_soon(watched)
 
 
 class _Tally:
@@ -644,56 +476,6 @@ class _Tally:
             self.log.warning(
                 self.event, count=count, interval=REPORT_INTERVAL, **self.fields, **extra
             )
-
-
-def dial_failure(exc: BaseException, *, tls: bool = False) -> str:
-    """Why a dial failed, never empty: "connection refused", "timed out", "HTTP 404", ...
-
-    trio-websocket wraps the socket error in a ``HandshakeError`` without a message, and
-    trio wraps the per-address errors of a connect in a group; the errno says it best.
-    ``tls``: the dial spoke TLS, so a closed connection or an SSL error is explained.
-    """
-    if isinstance(exc, ConnectionRejected):
-        if exc.status_code == 426:
-            return (
-                "HTTP 426: the peer speaks only TLS (it has a group secret), this node runs"
-                " --insecure"
-            )
-        return f"websocket upgrade refused: HTTP {exc.status_code}"
-    if isinstance(exc, ConnectionTimeout | trio.TooSlowError):
-        return "timed out"
-    if tls and _ssl_error(exc) is not None:
-        return tls_failure(exc)
-    if isinstance(exc, HandshakeError) and exc.__cause__ is not None:
-        return dial_failure(exc.__cause__, tls=tls)
-    if isinstance(exc, OSError):
-        leaves = _os_errors(exc)
-        reasons = list(dict.fromkeys(r for r in map(_strerror, leaves) if r))
-        if reasons:
-            return "; ".join(reasons)
-    if tls and isinstance(exc, trio.BrokenResourceError | HandshakeError):
-        return (
-            "the connection closed during the TLS handshake (the peer runs --insecure, or"
-            " does not hold this node's first secret)"
-        )
-    return str(exc) or type(exc).__name__
-
-
-def _os_errors(exc: BaseException) -> list[OSError]:
-    """The OSErrors behind ``exc``: itself, or the members of the group it was raised from."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for member in exc.exceptions for leaf in _os_errors(member)]
-    if isinstance(exc, OSError) and exc.errno is None and exc.__cause__ is not None:
-        return _os_errors(exc.__cause__) or [exc]
-    return [exc] if isinstance(exc, OSError) else []
-
-
-def _strerror(exc: OSError) -> str:
-    if isinstance(exc, socket.gaierror):  # its errno is a resolver code, not an errno
-        return str(exc.strerror or "").lower()
-    if exc.errno:
-        return os.strerror(exc.errno).lower()
-    return str(exc)
 
 
 def _host_for_url(host: str) -> str:

@@ -38,8 +38,8 @@ from cryptography.x509.oid import NameOID
 
 from chatd.auth import Keyring
 from chatd.identity import Identity
+from chatd.link_errors import tls_failure
 from chatd.tls import NOT_AFTER, NOT_BEFORE, peer_tls
-from chatd.transport import tls_failure
 
 # How long a connection waits for the relay to be given a target, and how long dialing
 # the target and each TLS handshake may take.

@@ -41,6 +41,7 @@ from chatd.transport import (
     ConnectError,
     WebSocketTransport,
 )
+from chatd.websocket import CONNECT_TIMEOUT
 
 S1 = b"first-group-secret-0123456789"
 S2 = b"second-group-secret-012345678"
@@ -314,7 +315,7 @@ async def test_a_certificate_the_acceptor_does_not_trust_fails_the_dial_at_once(
         with trio.fail_after(5), pytest.raises(ConnectError) as caught:
             async with dialer.open_channel(address, server.node_id):
                 raise AssertionError("linked with a certificate the acceptor does not trust")
-        assert trio.current_time() - start < transport_module.CONNECT_TIMEOUT / 2
+        assert trio.current_time() - start < CONNECT_TIMEOUT / 2
         assert "it may not trust this node's certificate" in str(caught.value), caught.value
         refusal = await log.wait_refused(REFUSED_TLS_FAILED)
         assert "not from this group's secret" in refusal["error"]

@@ -16,7 +16,8 @@ import trio
 from trio_websocket import ConnectionRejected, HandshakeError, open_websocket_url
 
 from chatd import transport as transport_module
-from chatd.transport import Channel, ConnectError, Handler, WebSocketTransport, dial_failure
+from chatd.link_errors import dial_failure
+from chatd.transport import Channel, ConnectError, Handler, WebSocketTransport
 
 
 def free_port() -> int:
