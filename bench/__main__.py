@@ -29,6 +29,7 @@ MODULES = {
     "S5": "bench.s5_failover",
     "S6": "bench.s6_memory",
     "S7": "bench.s7_scale",
+    "S8": "bench.s8_encryption",
 }
 
 
