@@ -37,6 +37,7 @@ FULL: dict[str, Any] = {
     "join_messages": 10_000,
     "joins": 3,
     "frames": 4000,
+    "idle_s": 4.0,
 }
 # CPU comes in 10 ms ticks: the quick figures are indicative only.
 QUICK: dict[str, Any] = {
@@ -48,11 +49,13 @@ QUICK: dict[str, Any] = {
     "join_messages": 10_000,
     "joins": 1,
     "frames": 2000,
+    "idle_s": 2.0,
 }
 LOAD_WINDOW = 16
 MODES = ("secure", "insecure")
 TARGET_CPU_PCT = 15.0  # issue 8: encryption costs under 15 % CPU per delivery
 FILL_BUDGET_S = 120.0
+IDLE_SETTLE_S = 0.5
 
 
 def _order(rep: int) -> tuple[str, ...]:
@@ -83,14 +86,33 @@ def links(cluster: ChatCluster) -> tuple[bool, set[str]]:
     return bool(status.get("secure")), ciphers
 
 
+def idle_cpu(system: ChatCluster, seconds: float) -> float:
+    """CPU seconds per second of the whole idle cluster (heartbeats, timers)."""
+    time.sleep(IDLE_SETTLE_S)  # a measuring window, not a synchronisation
+    cpu0 = cpu_seconds(system.pids())
+    time.sleep(seconds)
+    return (cpu_seconds(system.pids()) - cpu0) / seconds
+
+
+def net_us(run: Result, idle_per_s: float) -> float:
+    """CPU µs per delivery without the idle cost of the run's duration."""
+    deliveries = int(run["deliveries"])
+    cpu = float(run["cpu_us_per_delivery"]) * deliveries / 1e6
+    return (cpu - idle_per_s * float(run["elapsed_s"])) * 1e6 / deliveries
+
+
 def group_runs(cfg: dict[str, Any], n: int, notes: list[str]) -> list[Result]:
-    metrics: dict[str, Callable[[Result, Result], float]] = {
-        "latency p50 ms, window 1": lambda w1, _: float(w1["p50"]),
-        "latency p99 ms, window 1": lambda w1, _: float(w1["p99"]),
-        "CPU us/delivery, window 1": lambda w1, _: float(w1["cpu_us_per_delivery"]),
-        f"CPU us/delivery, window {LOAD_WINDOW}": lambda _, ld: float(ld["cpu_us_per_delivery"]),
-        f"deliveries/s, window {LOAD_WINDOW}": lambda _, ld: float(ld["deliveries_per_s"]),
-        f"latency p50 ms, window {LOAD_WINDOW}": lambda _, ld: float(ld["p50"]),
+    w = LOAD_WINDOW
+    metrics: dict[str, Callable[[float, Result, Result], float]] = {
+        "latency p50 ms, window 1": lambda _, w1, __: float(w1["p50"]),
+        "latency p99 ms, window 1": lambda _, w1, __: float(w1["p99"]),
+        "CPU us/delivery, window 1": lambda _, w1, __: float(w1["cpu_us_per_delivery"]),
+        "CPU us/delivery, window 1, idle subtracted": lambda idle, w1, _: net_us(w1, idle),
+        f"CPU us/delivery, window {w}": lambda _, __, ld: float(ld["cpu_us_per_delivery"]),
+        f"CPU us/delivery, window {w}, idle subtracted": lambda idle, _, ld: net_us(ld, idle),
+        f"deliveries/s, window {w}": lambda _, __, ld: float(ld["deliveries_per_s"]),
+        f"latency p50 ms, window {w}": lambda _, __, ld: float(ld["p50"]),
+        "idle CPU ms/s per node": lambda idle, _, __: idle * 1000 / n,
     }
     values: dict[str, dict[str, list[float]]] = {k: {m: [] for m in MODES} for k in metrics}
     missing = dict.fromkeys(MODES, 0)
@@ -107,11 +129,12 @@ def group_runs(cfg: dict[str, Any], n: int, notes: list[str]) -> list[Result]:
         for rep in range(cfg["repeats"]):
             for mode in _order(rep):
                 system = systems[mode]
+                idle = idle_cpu(system, cfg["idle_s"])
                 w1 = run_window(system, 1, cfg["w1"], 30.0, warmup=cfg["w1"] // 10)
                 load = run_window(system, LOAD_WINDOW, cfg["count"], cfg["limit_s"])
                 missing[mode] += int(w1["missing"]) + int(load["missing"])
                 for key, get in metrics.items():
-                    values[key][mode].append(get(w1, load))
+                    values[key][mode].append(get(idle, w1, load))
     if any(missing.values()):
         notes.append(f"N={n}: deliveries missing after the drain: {missing}")
     return [_row(key, n, runs) for key, runs in values.items()]
@@ -185,7 +208,10 @@ def run(quick: bool) -> dict[str, Any]:
         "--bench-trace; CPU = utime+stime of every chatd (10 ms ticks) per delivery to a "
         "receiver other than the origin",
         f"per N: both clusters up at once, {cfg['repeats']} repeats alternating which mode "
-        f"runs first; window 1: {cfg['w1']} messages (10 % warm-up dropped); window "
+        f"runs first; each: idle {cfg['idle_s']:g} s (CPU of the idle group: heartbeats, "
+        "timers), then window 1 and window 16; 'idle subtracted' takes that idle rate times "
+        "the run's duration off the run's CPU, leaving what the messages cost; window 1: "
+        f"{cfg['w1']} messages (10 % warm-up dropped); window "
         f"{LOAD_WINDOW}: up to {cfg['count']} messages or {cfg['limit_s']:g} s; medians; "
         "spread_pct = the larger of the two modes' (max - min) / median over the repeats",
         f"join: a node holding {cfg['join_messages']:,} messages per mode, {cfg['joins']} "
