@@ -79,11 +79,15 @@ def _row(metric: str, n: int | str, runs: dict[str, list[float]]) -> Result:
     }
 
 
-def links(cluster: ChatCluster) -> tuple[bool, set[str]]:
-    """Node 0's ``secure`` flag and the ciphers of its links (``plain`` for none)."""
+def check_mode(cluster: ChatCluster, mode: str) -> set[str]:
+    """The ciphers of node 0's links (``plain`` for none), once its status shows the mode
+    the cluster is meant to run: every link TLS for ``secure``, none for ``insecure``."""
     status = cluster.status(0)
     ciphers = {str(p.get("cipher") or "plain") for p in status.get("peers", [])}
-    return bool(status.get("secure")), ciphers
+    secure = mode == "secure"
+    if not ciphers or bool(status.get("secure")) != secure or ("plain" in ciphers) == secure:
+        raise RuntimeError(f"{mode} cluster: status secure={status.get('secure')}, {ciphers}")
+    return ciphers
 
 
 def idle_cpu(system: ChatCluster, seconds: float) -> float:
@@ -119,10 +123,7 @@ def group_runs(cfg: dict[str, Any], n: int, notes: list[str]) -> list[Result]:
     with ChatCluster(n, secure=True) as secure, ChatCluster(n, secure=False) as insecure:
         systems = {"secure": secure, "insecure": insecure}
         for mode, system in systems.items():
-            is_secure, ciphers = links(system)
-            wrong = not ciphers or (mode == "secure") == ("plain" in ciphers)
-            if is_secure != (mode == "secure") or wrong:
-                raise RuntimeError(f"{mode} cluster: status secure={is_secure}, links {ciphers}")
+            ciphers = check_mode(system, mode)
             if n == cfg["sizes"][0]:
                 notes.append(f"{mode} links: {', '.join(sorted(ciphers))}")
             run_window(system, LOAD_WINDOW, cfg["count"] // 10, cfg["limit_s"])  # warm-up
