@@ -1,5 +1,5 @@
 """``python -m bench [--quick] [--out DIR] [--only S1,S2,...]``: run every scenario module
-present (S1..S7), print one table each, write ``results.json`` and the PNG plots to DIR.
+present (S1..S8), print one table each, write ``results.json`` and the PNG plots to DIR.
 A scenario that fails is reported and the others still run; the exit status is 1 then.
 """
 
@@ -29,6 +29,7 @@ MODULES = {
     "S5": "bench.s5_failover",
     "S6": "bench.s6_memory",
     "S7": "bench.s7_scale",
+    "S8": "bench.s8_encryption",
 }
 
 

@@ -20,6 +20,7 @@ from bench.common import UNLIMITED, Child, Tracker, payload
 from tests.e2e.harness import ControlClient, binary, child_env
 
 START_TIMEOUT = 30.0
+BENCH_SECRET = b"bench-group-secret-0123456789abcdef"
 
 
 class ChatSender:
@@ -38,12 +39,14 @@ class ChatSender:
 
 
 class ChatCluster:
-    """``n`` nodes joined into one discussion (``--profile lan --insecure``)."""
+    """``n`` nodes joined into one discussion (``--profile lan``), ``--insecure`` (plain
+    websockets, like the ngIRCd reference) unless ``secure``: then the director and every
+    node share a group secret and peer links run TLS 1.3 (the product's default)."""
 
-    name = "chat"
-
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, secure: bool = False) -> None:
         self.n = n
+        self.secure = secure
+        self.name = "chat-secure" if secure else "chat"
         self.tracker = Tracker(n - 1)
         self._dir = tempfile.TemporaryDirectory(prefix="bench-chat-")
         self.root = Path(self._dir.name)
@@ -65,9 +68,18 @@ class ChatCluster:
 
         return handle
 
+    def _auth(self) -> list[str]:
+        if not self.secure:
+            return ["--insecure"]
+        path = self.root / "secret"
+        if not path.exists():
+            path.write_bytes(BENCH_SECRET + b"\n")
+            path.chmod(0o600)
+        return ["--secret-file", str(path)]
+
     def _start(self) -> None:
         argv = [binary("chat-director"), "--host", "127.0.0.1", "--port", "0"]
-        argv += ["--startup-grace", "0", "--insecure"]
+        argv += ["--startup-grace", "0", *self._auth()]
         self.director = Child("chat-director", argv, env=self.env)
         ready = orjson.loads(self.director.wait_line(b'"director.ready"', START_TIMEOUT))
         url = f"http://127.0.0.1:{ready['port']}"
@@ -75,7 +87,7 @@ class ChatCluster:
             name = f"n{i}"
             sock = self.root / f"{name}.sock"
             argv = [binary("chatd"), "--director", url, "--name", name, "--socket", str(sock)]
-            argv += ["--host", "127.0.0.1", "--port", "0", "--profile", "lan", "--insecure"]
+            argv += ["--host", "127.0.0.1", "--port", "0", "--profile", "lan", *self._auth()]
             argv += ["--bench-trace", "--priority", str(self.n - i)]
             argv += UNLIMITED
             node = Child(f"chatd[{name}]", argv, self._on_line(name), env=self.env)

@@ -17,8 +17,10 @@ def fmt(key: str, value: Any) -> str:
         return str(value)
     if math.isnan(value):
         return "n/a"
-    if key.endswith("_vs_irc"):
+    if "_vs_" in key:
         return f"{value:.2f}x"
+    if key == "change_pct":
+        return f"{value:+.1f} %"
     if abs(value) >= 100:
         return f"{value:.0f}"
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"

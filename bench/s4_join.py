@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import UNLIMITED
+from bench.common import UNLIMITED, cpu_seconds
 from bench.s3_overlay import main
 from tests.e2e.harness import Cluster, ControlClient, Node, stop
 
@@ -78,11 +78,13 @@ def iso(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
 
 
-def measure_join(cluster: Cluster, director: str, name: str, count: int) -> dict[str, Any]:
+def measure_join(
+    cluster: Cluster, director: str, name: str, count: int, insecure: bool = True
+) -> dict[str, Any]:
     """Start node B, wait until it is a member holding ``count`` messages, stop it."""
     wall0 = time.time()
     t0 = time.monotonic()
-    node: Node = cluster.spawn_node(name, director, insecure=True, extra=UNLIMITED)
+    node: Node = cluster.spawn_node(name, director, insecure=insecure, extra=UNLIMITED)
     client: ControlClient | None = None
     elapsed: float | None = None
     duplicates = 0
@@ -114,6 +116,8 @@ def measure_join(cluster: Cluster, director: str, name: str, count: int) -> dict
     started = node.wait_event("join.started", timeout=5)
     completed = node.wait_event("join.completed", timeout=5)
     ready = node.wait_event("node.ready", timeout=5)
+    # CPU is less disturbed than wall-clock time by other load on the machine.
+    cpu = cpu_seconds([node.pid])
     stop(node)
     return {
         "node_id": ready["node-id"],
@@ -122,6 +126,7 @@ def measure_join(cluster: Cluster, director: str, name: str, count: int) -> dict
         "join_log_s": round(iso(completed) - iso(started), 3),
         "messages_at_join": completed.get("messages"),
         "joiner_duplicates": duplicates,
+        "joiner_cpu_s": round(cpu, 2),
     }
 
 
@@ -186,6 +191,8 @@ def run(quick: bool) -> dict[str, Any]:
         "history_mb: the history as compact JSON of the control protocol's message objects "
         "(the wire frames carry the same fields plus a signature); mb_per_s_* = history_mb "
         "/ the matching duration.",
+        "joiner_cpu_s: the joiner's utime+stime from its start to its stop, Python start-up "
+        "included; less disturbed than the durations by other load on the machine.",
         "A fresh joiner per size; each is stopped (SIGTERM) before the next fill.",
     ]
     return {"scenario": "S4", "title": "Join with a history", "rows": rows, "notes": notes}
