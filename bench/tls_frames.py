@@ -5,10 +5,10 @@ One process, one trio-websocket link over 127.0.0.1 with chatd's TLS contexts
 ends, every thread) per frame sent and received. Two loads: ping-pong (each frame alone on
 the wire, like window 1 and heartbeats) and a stream (frames queue up, like window 16).
 
-chatd does TLS with ``trio.SSLStream`` (OpenSSL through a memory BIO, driven from Python).
-To see what a different way would save, a third transport does it with ``ssl.SSLSocket``
-on the non-blocking socket (OpenSSL reads and writes the descriptor itself): a benchmark
-prototype only (no close_notify, no cancellation care), not a proposal as it stands.
+chatd does TLS with ``chatd.tls_socket`` (``ssl.SSLSocket`` on the non-blocking socket:
+OpenSSL reads and writes the descriptor itself); it used ``trio.SSLStream`` (OpenSSL
+through a memory BIO, driven from Python) before, kept here as a third transport to show
+what the change saved.
 Knobs: trio-websocket's ``receive_buffer_size`` (4 KiB by default) and the frame size.
 Used by S8; on its own:
 
@@ -18,8 +18,6 @@ Used by S8; on its own:
 from __future__ import annotations
 
 import argparse
-import socket
-import ssl
 import statistics
 import time
 from typing import Any
@@ -31,57 +29,15 @@ from bench.common import Result
 from chatd.auth import Keyring
 from chatd.identity import Identity
 from chatd.tls import PeerTls, peer_tls
+from chatd.tls_socket import TlsSocketStream
 
 SECRET = b"bench-frames-secret-0123456789abcdef"
 FRAME_BYTES = 600  # a chat message frame: ~200-byte text, ids, clock, key, signature
 MAX_FRAME = 1 << 20
-TRANSPORTS = ("plain", "trio.SSLStream", "ssl.SSLSocket")
-
-
-class SocketTls(trio.abc.Stream):
-    """TLS by ``ssl.SSLSocket`` on a non-blocking socket, waiting through trio."""
-
-    def __init__(self, sock: ssl.SSLSocket) -> None:
-        self._sock = sock
-
-    @classmethod
-    async def wrap(cls, stream: trio.SocketStream, context: ssl.SSLContext, server: bool) -> Any:
-        raw = socket.socket(fileno=stream.socket.detach())
-        raw.setblocking(False)
-        tls = cls(context.wrap_socket(raw, server_side=server, do_handshake_on_connect=False))
-        await tls._io(tls._sock.do_handshake)
-        return tls
-
-    async def _io(self, fn: Any, *args: Any) -> Any:
-        while True:
-            try:
-                return fn(*args)
-            except ssl.SSLWantReadError:
-                await trio.lowlevel.wait_readable(self._sock)
-            except ssl.SSLWantWriteError:
-                await trio.lowlevel.wait_writable(self._sock)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[await self._io(self._sock.send, view) :]
-        await trio.lowlevel.checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self._sock)
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        try:
-            data: bytes = await self._io(self._sock.recv, max_bytes or 65536)
-        except ssl.SSLZeroReturnError:
-            data = b""
-        await trio.lowlevel.checkpoint()
-        return data
-
-    async def aclose(self) -> None:
-        trio.lowlevel.notify_closing(self._sock)
-        self._sock.close()
-        await trio.lowlevel.checkpoint()
+# chatd's own (chatd.tls_socket: ssl.SSLSocket on the socket), and trio.SSLStream, which
+# chatd used before it: what the change saved.
+CHATD = "chatd (ssl.SSLSocket)"
+TRANSPORTS = ("plain", "trio.SSLStream", CHATD)
 
 
 async def _secure(
@@ -90,9 +46,8 @@ async def _secure(
     if transport == "plain" or tls is None:
         return stream
     context = tls.server if server else tls.client
-    if transport == "ssl.SSLSocket":
-        secured: trio.abc.Stream = await SocketTls.wrap(stream, context, server)
-        return secured
+    if transport == CHATD:
+        return await TlsSocketStream.handshake(stream, context, server=server)
     ssl_stream = trio.SSLStream(stream, context, server_side=server)
     await ssl_stream.do_handshake()
     return ssl_stream
@@ -173,7 +128,7 @@ def frame_runs(
     repeats: int,
     size: int = FRAME_BYTES,
     buffer: int | None = None,
-    secure: str = "trio.SSLStream",
+    secure: str = CHATD,
 ) -> dict[str, list[float]]:
     """µs per frame of each mode (``secure``: TLS as chatd does it, ``insecure``: plain)
     over ``repeats`` runs that alternate which mode goes first."""
@@ -201,19 +156,18 @@ def compare(frames: int, repeats: int, variant: tuple[str, str, int, int | None,
     }
 
 
-SSLSTREAM, SSLSOCKET = TRANSPORTS[1], TRANSPORTS[2]
+SSLSTREAM = TRANSPORTS[1]
 KIB64 = 65536
 BIG = 256 * 1024  # a history chunk (Config.discussion_chunk_bytes)
 DEFAULT_VARIANTS: list[tuple[str, str, int, int | None, str]] = [
-    ("as chatd (trio.SSLStream)", "ping-pong", FRAME_BYTES, None, SSLSTREAM),
-    ("as chatd (trio.SSLStream)", "stream", FRAME_BYTES, None, SSLSTREAM),
-    ("receive buffer 64 KiB", "ping-pong", FRAME_BYTES, KIB64, SSLSTREAM),
-    ("receive buffer 64 KiB", "stream", FRAME_BYTES, KIB64, SSLSTREAM),
-    ("ssl.SSLSocket prototype", "ping-pong", FRAME_BYTES, None, SSLSOCKET),
-    ("ssl.SSLSocket prototype", "stream", FRAME_BYTES, None, SSLSOCKET),
-    ("as chatd (trio.SSLStream)", "stream", BIG, None, SSLSTREAM),
-    ("receive buffer 64 KiB", "stream", BIG, KIB64, SSLSTREAM),
-    ("ssl.SSLSocket prototype", "stream", BIG, None, SSLSOCKET),
+    ("as chatd (ssl.SSLSocket)", "ping-pong", FRAME_BYTES, None, CHATD),
+    ("as chatd (ssl.SSLSocket)", "stream", FRAME_BYTES, None, CHATD),
+    ("trio.SSLStream (before)", "ping-pong", FRAME_BYTES, None, SSLSTREAM),
+    ("trio.SSLStream (before)", "stream", FRAME_BYTES, None, SSLSTREAM),
+    ("receive buffer 64 KiB", "stream", FRAME_BYTES, KIB64, CHATD),
+    ("as chatd (ssl.SSLSocket)", "stream", BIG, None, CHATD),
+    ("trio.SSLStream (before)", "stream", BIG, None, SSLSTREAM),
+    ("receive buffer 64 KiB", "stream", BIG, KIB64, CHATD),
 ]
 
 

@@ -32,7 +32,10 @@ def tls_failure(exc: BaseException) -> str:
             " removed secret, or a man in the middle)"
         )
     if reason in ("TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE"):
-        return "the peer refused this node's certificate: it does not hold this node's first secret"
+        return (
+            "the peer refused this node's certificate: it does not hold this node's first"
+            " secret (another group, or a rotation step it missed)"
+        )
     if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"):
         return "the peer does not speak TLS (it runs --insecure)"
     if isinstance(error, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":

@@ -148,6 +148,8 @@ def _context(protocol: int, chain: bytes, trusted: str) -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
     context.options |= ssl.OP_NO_TICKET
+    if protocol == ssl.PROTOCOL_TLS_SERVER:
+        context.num_tickets = 0  # TLS 1.3: OP_NO_TICKET alone still sends stateful ones
     _load_chain(context, chain)
     context.load_verify_locations(cadata=trusted)
     return context

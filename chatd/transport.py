@@ -34,6 +34,7 @@ from chatd import log as chat_log
 from chatd.identity import fingerprint
 from chatd.link_errors import dial_failure, ssl_error, strerror, tls_failure
 from chatd.tls import PeerTls, certificate_key, describe
+from chatd.tls_socket import TlsSocketStream
 from chatd.websocket import (
     CONNECT_TIMEOUT,
     DISCONNECT_TIMEOUT,
@@ -189,10 +190,11 @@ class WebSocketTransport:
         tls = self.tls
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                tcp = await trio.open_tcp_stream(host, port)
+                stream: trio.abc.Stream = tcp
                 peer_key = cipher = None
                 if tls is not None:
-                    stream, peer_key, cipher = await _client_tls(stream, tls, host, peer)
+                    stream, peer_key, cipher = await _client_tls(tcp, tls, peer)
         except _Impostor as exc:
             raise ConnectError(f"refused {address}: {exc}") from None
         except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
@@ -283,10 +285,11 @@ class WebSocketTransport:
                 released = True
                 self.unauthenticated -= 1
 
+        remote = _remote(stream)
+        secured: _Secured | None = None
         try:
             async with trio.open_nursery() as nursery:
                 ws: WebSocketConnection | None = None
-                secured: _Secured | None = None
                 with trio.move_on_at(deadline) as upgrade:
                     # The client may be gone already (a dial called off mid-handshake, a
                     # reset): that ends this connection only, never the listener.
@@ -311,7 +314,7 @@ class WebSocketTransport:
                 try:
                     channel = WebSocketChannel(
                         ws,
-                        _remote(stream),
+                        remote,
                         deadline,
                         release,
                         peer_key=secured.peer_key,
@@ -328,7 +331,8 @@ class WebSocketTransport:
             pass
         finally:
             release()
-            await trio.aclose_forcefully(stream)
+            # The TLS stream owns the socket once the handshake took it over.
+            await trio.aclose_forcefully(secured.stream if secured is not None else stream)
 
     async def _secure(self, stream: trio.SocketStream, tallies: _Tallies) -> _Secured | None:
         """The stream to speak websocket over: TLS when this node has a secret, refusing
@@ -350,15 +354,12 @@ class WebSocketTransport:
                 await stream.receive_some(65536)
                 await stream.send_all(UPGRADE_REQUIRED)
             return None
-        secured = trio.SSLStream(stream, tls.server, server_side=True)
         try:
-            await secured.do_handshake()
+            secured = await TlsSocketStream.handshake(stream, tls.server, server=True)
         except trio.BrokenResourceError as exc:
             tallies.tls_failed.add(error=tls_failure(exc))
             return None
-        return _Secured(
-            secured, certificate_key(secured.getpeercert(binary_form=True)), describe(secured)
-        )
+        return _Secured(secured, certificate_key(secured.getpeercert()), describe(secured))
 
 
 @attrs.frozen
@@ -424,15 +425,14 @@ class _Impostor(Exception):
 
 
 async def _client_tls(
-    stream: trio.abc.Stream, tls: PeerTls, host: str, peer: str | None
-) -> tuple[trio.SSLStream[trio.abc.Stream], bytes | None, str]:
+    stream: trio.SocketStream, tls: PeerTls, peer: str | None
+) -> tuple[TlsSocketStream, bytes | None, str]:
     """TLS over a dialed stream, the handshake done here (before any websocket byte, so a
     refusal is immediate and says why), and ``peer``'s key pinned: ``_Impostor`` if the
     certificate is for another key."""
-    secured = trio.SSLStream(stream, tls.client, server_hostname=host)
+    secured = await TlsSocketStream.handshake(stream, tls.client, server=False)
     try:
-        await secured.do_handshake()
-        key = certificate_key(secured.getpeercert(binary_form=True))
+        key = certificate_key(secured.getpeercert())
         if peer is not None and (key is None or fingerprint(key) != peer):
             found = "no Ed25519 key" if key is None else f"the key of node {fingerprint(key)}"
             raise _Impostor(

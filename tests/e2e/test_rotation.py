@@ -64,9 +64,7 @@ MARKER = "rotation"
 # the side that checks it, and the side that hears the other's TLS alert. In TLS 1.3 the
 # dialer checks the acceptor's certificate before it sends its own.
 NOT_OUR_SECRET = "the peer's certificate is not from this group's secret"
-# trio 0.35 does not send the TLS alert a failed handshake leaves (python-trio/trio#3413),
-# so the acceptor sees the dialer hang up, and says what that most likely means.
-REFUSED_BY_DIALER = "it may not trust this node's certificate"
+REFUSED_BY_DIALER = "the peer refused this node's certificate"
 
 
 def write_secrets(path: Path, *secrets: bytes) -> None:
@@ -379,7 +377,7 @@ def test_after_the_last_step_a_stale_node_cannot_join(tmp_path: Path) -> None:
 def test_a_stale_dialer_is_told_why_at_once(tmp_path: Path) -> None:
     """The dialer's side of the refusal: its log says the TLS reason, not a timeout, well
     before the handshake deadline; and when it is the dialer that refuses the coordinator's
-    certificate, the coordinator says so."""
+    certificate, the coordinator hears the TLS alert and says so."""
     with Cluster(tmp_path, secret=OLD) as cluster, overall_deadline(90):
         director, alice, _ = rotated_group(cluster, tmp_path)
         olivia = stale_node(cluster, director, "olivia", OLD)

@@ -1,0 +1,138 @@
+"""A TLS stream for trio with OpenSSL on the socket itself: Python's ``ssl.SSLSocket``,
+non-blocking, waited on through trio.
+
+``trio.SSLStream`` runs TLS through memory BIOs with a Python layer of locks, retries and
+copies around every read and write: about 50 µs of CPU per frame each way here, as much
+as the rest of a frame's trip through the node (``bench/tls_frames.py``, S8 in
+``bench/README.md``). An ``SSLSocket`` reads and writes the descriptor in C; this class
+only waits when OpenSSL says it would block. The cryptography is OpenSSL's either way.
+
+Usage rules that keep it simple, met by ``chatd.transport``: one task receives and one
+sends at a time (trio-websocket holds a lock around its writes); a send that is cancelled
+midway leaves the stream broken (OpenSSL must retry a write with the same bytes), which is
+fine because a cancelled send ends the link anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from collections.abc import Callable
+from typing import TypeVar
+
+import trio
+
+T = TypeVar("T")
+# How often a task retries when OpenSSL needs the direction another task is waiting on
+# (a TLS 1.3 key update read while sending, or the reverse): rare, so a short poll.
+CROSS_WAIT = 0.001
+
+
+class TlsSocketStream(trio.abc.Stream):
+    """TLS over a connected socket, after ``handshake``; a ``trio.abc.Stream``."""
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self._sock = sock
+        self._broken: BaseException | None = None
+
+    @classmethod
+    async def handshake(
+        cls, stream: trio.SocketStream, context: ssl.SSLContext, *, server: bool
+    ) -> TlsSocketStream:
+        """Take ``stream``'s socket over (``stream`` is left detached) and run the TLS
+        handshake; ``trio.BrokenResourceError`` from the ``ssl.SSLError`` on failure, with
+        the socket closed."""
+        raw = socket.socket(fileno=stream.socket.detach())
+        raw.setblocking(False)
+        tls = cls(context.wrap_socket(raw, server_side=server, do_handshake_on_connect=False))
+        try:
+            await tls._io(tls._sock.do_handshake, writing=False)
+        except BaseException:
+            tls._close()
+            raise
+        return tls
+
+    # What the link reports --------------------------------------------------------------
+
+    def getpeercert(self, binary_form: bool = True) -> bytes | None:
+        return self._sock.getpeercert(binary_form=True)
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        return self._sock.cipher()
+
+    def version(self) -> str | None:
+        return self._sock.version()
+
+    # trio.abc.Stream ---------------------------------------------------------------------
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            while view:
+                sent = await self._io(self._sock.send, view, writing=True)
+                view = view[sent:]
+        except BaseException as exc:
+            # A write OpenSSL started must be retried with the same bytes: after a
+            # cancellation or an error nothing more can be written.
+            self._broken = exc
+            raise
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.wait_writable(self._sock)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            data = await self._io(self._sock.recv, max_bytes or 65536, writing=False)
+        except ssl.SSLZeroReturnError:
+            data = b""  # the peer's close_notify: a clean end of file
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
+
+    async def aclose(self) -> None:
+        if self._sock.fileno() != -1:
+            # Best effort: one non-blocking close_notify, not waiting for the peer's.
+            with contextlib.suppress(ssl.SSLError, OSError, ValueError):
+                self._sock.unwrap()
+        self._close()
+        await trio.lowlevel.checkpoint()
+
+    def _close(self) -> None:
+        if self._sock.fileno() != -1:
+            trio.lowlevel.notify_closing(self._sock)
+        self._sock.close()
+
+    async def _io(self, fn: Callable[..., T], *args: object, writing: bool) -> T:
+        """``fn(*args)``, waiting through trio while OpenSSL would block; errors become
+        ``trio.BrokenResourceError`` (its cause the ``ssl.SSLError`` or ``OSError``)."""
+        if self._broken is not None and writing:
+            raise trio.BrokenResourceError("an earlier write did not finish") from self._broken
+        while True:
+            try:
+                return fn(*args)
+            except ssl.SSLWantReadError:
+                await self._wait(readable=True, writing=writing)
+            except ssl.SSLWantWriteError:
+                await self._wait(readable=False, writing=writing)
+            except ssl.SSLZeroReturnError:
+                if not writing:
+                    raise  # receive_some: a clean end of file
+                raise trio.BrokenResourceError("the peer closed the TLS session") from None
+            except (ssl.SSLError, OSError) as exc:
+                if self._sock.fileno() == -1:
+                    raise trio.ClosedResourceError("the stream was closed") from exc
+                raise trio.BrokenResourceError(str(exc)) from exc
+
+    async def _wait(self, *, readable: bool, writing: bool) -> None:
+        # The receiving task waits to read and the sending one to write; trio lets one task
+        # wait per direction, so the other direction is polled.
+        if readable != writing:
+            if readable:
+                await trio.lowlevel.wait_readable(self._sock)
+            else:
+                await trio.lowlevel.wait_writable(self._sock)
+        else:
+            await trio.sleep(CROSS_WAIT)
