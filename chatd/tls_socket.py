@@ -30,10 +30,19 @@ CROSS_WAIT = 0.001
 
 
 class TlsSocketStream(trio.abc.Stream):
-    """TLS over a connected socket, after ``handshake``; a ``trio.abc.Stream``."""
+    """TLS over a connected socket, after ``handshake``; a ``trio.abc.Stream``.
+
+    As trio's own streams: two tasks sending (or receiving) at once is a
+    ``trio.BusyResourceError``; after ``aclose`` every call is a
+    ``trio.ClosedResourceError``; a peer gone without a close_notify is a
+    ``trio.BrokenResourceError`` whose cause says why.
+    """
 
     def __init__(self, sock: ssl.SSLSocket) -> None:
         self._sock = sock
+        self._closed = False
+        self._sending = False
+        self._receiving = False
         self._broken: BaseException | None = None
 
     @classmethod
@@ -45,7 +54,12 @@ class TlsSocketStream(trio.abc.Stream):
         the socket closed."""
         raw = socket.socket(fileno=stream.socket.detach())
         raw.setblocking(False)
-        tls = cls(context.wrap_socket(raw, server_side=server, do_handshake_on_connect=False))
+        # suppress_ragged_eofs=False: an end of file without close_notify (a crash, or a
+        # FIN forged on the path) is a broken stream, never a clean end.
+        sock = context.wrap_socket(
+            raw, server_side=server, do_handshake_on_connect=False, suppress_ragged_eofs=False
+        )
+        tls = cls(sock)
         try:
             await tls._io(tls._sock.do_handshake, writing=False)
         except BaseException:
@@ -55,7 +69,7 @@ class TlsSocketStream(trio.abc.Stream):
 
     # What the link reports --------------------------------------------------------------
 
-    def getpeercert(self, binary_form: bool = True) -> bytes | None:
+    def getpeercert(self) -> bytes | None:
         return self._sock.getpeercert(binary_form=True)
 
     def cipher(self) -> tuple[str, str, int] | None:
@@ -67,43 +81,71 @@ class TlsSocketStream(trio.abc.Stream):
     # trio.abc.Stream ---------------------------------------------------------------------
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
         try:
-            while view:
-                sent = await self._io(self._sock.send, view, writing=True)
-                view = view[sent:]
-        except BaseException as exc:
-            # A write OpenSSL started must be retried with the same bytes: after a
-            # cancellation or an error nothing more can be written.
-            self._broken = exc
-            raise
-        await trio.lowlevel.cancel_shielded_checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_open()
+            view = memoryview(data)
+            try:
+                while view:
+                    sent = await self._io(self._sock.send, view, writing=True)
+                    view = view[sent:]
+            except BaseException as exc:
+                # A write OpenSSL started must be retried with the same bytes: after a
+                # cancellation or an error nothing more can be written.
+                self._broken = exc
+                raise
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self._sock)
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            self._check_open()
+            await trio.lowlevel.wait_writable(self._sock)
+        finally:
+            self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        self._receiving = True
         try:
-            data = await self._io(self._sock.recv, max_bytes or 65536, writing=False)
-        except ssl.SSLZeroReturnError:
-            data = b""  # the peer's close_notify: a clean end of file
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_open()
+            try:
+                data = await self._io(self._sock.recv, max_bytes or 65536, writing=False)
+            except ssl.SSLZeroReturnError:
+                data = b""  # the peer's close_notify: a clean end of file
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+        finally:
+            self._receiving = False
 
     async def aclose(self) -> None:
-        if self._sock.fileno() != -1:
+        if not self._closed and self._broken is None:
             # Best effort: one non-blocking close_notify, not waiting for the peer's.
             with contextlib.suppress(ssl.SSLError, OSError, ValueError):
                 self._sock.unwrap()
         self._close()
         await trio.lowlevel.checkpoint()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this stream was closed")
+
     def _close(self) -> None:
-        if self._sock.fileno() != -1:
+        if not self._closed:
+            self._closed = True
             trio.lowlevel.notify_closing(self._sock)
-        self._sock.close()
+            self._sock.close()
 
     async def _io(self, fn: Callable[..., T], *args: object, writing: bool) -> T:
         """``fn(*args)``, waiting through trio while OpenSSL would block; errors become
@@ -121,9 +163,9 @@ class TlsSocketStream(trio.abc.Stream):
                 if not writing:
                     raise  # receive_some: a clean end of file
                 raise trio.BrokenResourceError("the peer closed the TLS session") from None
-            except (ssl.SSLError, OSError) as exc:
-                if self._sock.fileno() == -1:
-                    raise trio.ClosedResourceError("the stream was closed") from exc
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                if self._closed:
+                    raise trio.ClosedResourceError("this stream was closed") from exc
                 raise trio.BrokenResourceError(str(exc)) from exc
 
     async def _wait(self, *, readable: bool, writing: bool) -> None:
