@@ -11,11 +11,12 @@ import attrs
 import trio
 
 from chatd import log as chat_log
+from chatd.addresses import advertise_problem, is_wildcard
 from chatd.auth import SecretError, load_keyring
 from chatd.config import PROFILES
-from chatd.control import ControlSocketError
 from chatd.daemon import Options, run_chatd
 from chatd.director_client import DirectorError, check_base_url, load_director_cert
+from chatd.exits import find_fatal
 from chatd.paths import resolve_socket_path
 from chatd.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
 
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DirectorError, SecretError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return 2
+    scheme = "ws" if args.insecure else "wss"
     if args.advertise is not None:
-        scheme = "ws" if args.insecure else "wss"
         if not args.advertise.startswith(f"{scheme}://"):
             mode = (
                 "runs --insecure (plain websockets)"
@@ -93,6 +94,18 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        problem = advertise_problem(args.advertise, scheme)
+        if problem is not None:
+            print(f"chatd: --advertise {args.advertise}: {problem}", file=sys.stderr)
+            return 2
+    elif is_wildcard(args.host):
+        # The listen address would be advertised, and no peer can dial a wildcard.
+        print(
+            f"chatd: --host {args.host} listens on every address of this host: give"
+            f" --advertise {scheme}://ADDRESS:PORT, the address peers should dial",
+            file=sys.stderr,
+        )
+        return 2
     if not 0 <= args.port <= 65535:
         print(f"chatd: port {args.port} is out of range", file=sys.stderr)
         return 2
@@ -127,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return trio.run(run_chatd, options, config, chat_log.get_logger())
-    except ControlSocketError as exc:
-        print(f"chatd: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"chatd: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 1
+    except BaseException as exc:
+        fatal = find_fatal(exc)
+        if fatal is None:
+            raise
+        print(f"chatd: {fatal}", file=sys.stderr)
+        return fatal.exit_code
 
 
 def _default_name() -> str:

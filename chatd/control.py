@@ -24,6 +24,7 @@ import trio
 
 from chatd.core.abuse import TokenBucket
 from chatd.core.node import NodeError, Role
+from chatd.exits import EXIT_FAILURE, Fatal
 from chatd.runtime import Runtime
 from chatd.wire import (
     DecodeError,
@@ -56,8 +57,11 @@ MAX_REQUEST_BYTES = 64 * 1024
 BUSY_LINGER = 1.0
 
 
-class ControlSocketError(Exception):
+class ControlSocketError(Fatal):
     """The control socket cannot be set up; the message says why, for the operator."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_FAILURE, message)
 
 
 class LineTimeout(Exception):

@@ -23,6 +23,7 @@ from chatd.config import Config
 from chatd.control import ControlServer, prepare_socket_path
 from chatd.core.node import Node, Role
 from chatd.director_client import DirectorClient, DirectorError
+from chatd.exits import EXIT_LISTEN, Fatal
 from chatd.identity import Identity
 from chatd.notify import sd_notify
 from chatd.runtime import Runtime
@@ -80,7 +81,13 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
 
     try:
         async with trio.open_nursery() as nursery:
-            address: str = await nursery.start(transport.serve, serve_peer)
+            try:
+                address: str = await nursery.start(transport.serve, serve_peer)
+            except OSError as exc:
+                reason = (exc.strerror or str(exc)).lower()
+                where = f"{_host_for_url(options.host)}:{options.port}"
+                log.error("node.listen_failed", host=options.host, port=options.port, reason=reason)
+                raise Fatal(EXIT_LISTEN, f"cannot listen on {where}: {reason}") from None
             me = MemberRecord(
                 node_id=ident.node_id,
                 name=options.name,
@@ -120,6 +127,10 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             await director.aclose()
     log.info("node.stopped")
     return 0
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def trace_delivery(message: Message) -> None:
