@@ -179,9 +179,9 @@ def test_who_table_marks_coordinator_and_self(daemon: FakeDaemon, capsys: Captur
     assert [r["op"] for r in daemon.requests] == ["who"]
     assert capsys.readouterr().out.splitlines() == [
         "  NODE-ID       NAME       LINK     ADDRESS",
-        "* a1a1a1a1a1a1  alice      up 0.2s  ws://127.0.0.1:9001",
-        "  b2b2b2b2b2b2  bob (you)  -        ws://127.0.0.1:9002",
-        "  c3c3c3c3c3c3  carol      down     ws://127.0.0.1:9003",
+        "* a1a1a1a1a1a1  alice      up 0.2s  ws://alice.example:9001",
+        "  b2b2b2b2b2b2  bob (you)  -        ws://bob.example:9002",
+        "  c3c3c3c3c3c3  carol      down     ws://carol.example:9003",
     ]
 
 
