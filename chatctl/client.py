@@ -19,6 +19,7 @@ Usage::
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Generator
@@ -70,7 +71,9 @@ class NoDaemon(ControlError):
 class PermissionDenied(ControlError):
     def __init__(self, path: Path) -> None:
         super().__init__(
-            f"permission denied on {path} (chatd runs as another user? try its --socket path)"
+            f"permission denied on {path}: uid {os.getuid()} may not open it (chatd lets in"
+            " root, its own user and those given by --control-uid/--control-gid; is it your"
+            " chatd's --socket path?)"
         )
         self.path = path
 

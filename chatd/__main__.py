@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import grp
 import os
+import pwd
 import sys
 
 import attrs
@@ -14,6 +16,7 @@ from chatd import log as chat_log
 from chatd.addresses import advertise_problem, is_wildcard
 from chatd.auth import SecretError, load_keyring
 from chatd.config import PROFILES
+from chatd.control import ControlAccess
 from chatd.daemon import Options, run_chatd
 from chatd.director_client import DirectorError, check_base_url, load_director_cert
 from chatd.exits import find_fatal
@@ -42,6 +45,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="display name (default: the user name)")
     p.add_argument("--priority", type=int, default=0, help="election priority (higher wins)")
     p.add_argument("--socket", metavar="PATH", help="control socket path")
+    p.add_argument(
+        "--control-uid",
+        action="append",
+        type=_uid,
+        default=[],
+        metavar="UID",
+        help="a user (number or name) who may use the control socket besides root and"
+        " chatd's own user; repeatable",
+    )
+    p.add_argument(
+        "--control-gid",
+        action="append",
+        type=_gid,
+        default=[],
+        metavar="GID",
+        help="a group (number or name) whose members (primary or supplementary group) may"
+        " use the control socket; repeatable",
+    )
     secret = p.add_mutually_exclusive_group(required=True)
     secret.add_argument("--secret-file", metavar="PATH", help="file holding the group secret")
     secret.add_argument(
@@ -134,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         priority=args.priority,
         socket=resolve_socket_path(args.socket, os.environ, os.getuid()),
         socket_explicit=bool(args.socket or os.environ.get("CHATD_SOCKET")),
+        control_access=ControlAccess(
+            owner=os.getuid(), uids=frozenset(args.control_uid), gids=frozenset(args.control_gid)
+        ),
         keyring=keyring,
         secret_file=args.secret_file,
         bench_trace=args.bench_trace,
@@ -146,6 +170,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"chatd: {fatal}", file=sys.stderr)
         return fatal.exit_code
+
+
+def _uid(value: str) -> int:
+    try:
+        return int(value) if value.isdigit() else pwd.getpwnam(value).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such user: {value!r}") from None
+
+
+def _gid(value: str) -> int:
+    try:
+        return int(value) if value.isdigit() else grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such group: {value!r}") from None
 
 
 def _default_name() -> str:
