@@ -4,19 +4,34 @@ runs on uselessly."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from chatd.exits import EXIT_LISTEN
-from tests.e2e.harness import DEFAULT_TIMEOUT, Cluster, binary, child_env, status
+from chatd.exits import EXIT_CLOCK_SKEW, EXIT_LISTEN
+from tests.e2e.harness import (
+    DEFAULT_SECRET,
+    DEFAULT_TIMEOUT,
+    Cluster,
+    binary,
+    chatctl,
+    child_env,
+    send,
+    status,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +148,94 @@ def test_root_the_owner_and_the_operators_given_may_use_the_socket(
         denied = chatctl_as(private.socket, OPERATOR, OPERATOR, "status")
         assert denied.returncode == 77, denied
         assert f"permission denied on {private.socket}: uid {OPERATOR}" in denied.stderr
+
+
+# A director that refuses the node's proof ------------------------------------------------
+
+
+class _SkewedDirector(http.server.BaseHTTPRequestHandler):
+    """Answers every POST as a director whose clock is an hour off would (director.app)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = json.dumps(
+            {
+                "ok": False,
+                "error": {
+                    "code": "clock-skew",
+                    "message": "timestamp outside the window (clock skew?): the request is"
+                    " dated 3600s ahead of the director's clock",
+                },
+            }
+        ).encode()
+        self.send_response(403)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def skewed_director() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SkewedDirector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_clock_the_director_refuses_at_start_up_stops_the_node_with_exit_5(
+    tmp_path: Path, skewed_director: str
+) -> None:
+    with Cluster(tmp_path) as cluster:
+        node = cluster.spawn_node("late-clock", skewed_director)
+        assert node.wait_exit() == EXIT_CLOCK_SKEW
+        event = node.wait_event("director.clock_skew")
+        assert event["level"] == "error"
+        (line,) = node.stderr_lines
+        assert line.startswith(
+            f"chatd: the director refuses this node's clock: director {skewed_director}"
+            " answered POST /register_node with 403 forbidden: timestamp outside the window"
+        ), line
+        assert line.endswith("; set both hosts' clocks by NTP)"), line
+
+
+def test_once_joined_a_refused_secret_is_shown_but_never_stops_the_node(tmp_path: Path) -> None:
+    """The director stops accepting the coordinator's secret (its file changed under it):
+    the node says so in status and at error level, and chats on."""
+    with Cluster(tmp_path) as cluster:
+        director_secret = cluster.write_secret("director-secret", DEFAULT_SECRET)
+        director = cluster.start_director(secret_file=director_secret)
+        alice = cluster.spawn_node("alice", director.url).wait_ready()
+        wait_until(
+            lambda: status(alice.socket)["role"] == "coordinator",
+            DEFAULT_TIMEOUT,
+            "alice to start the discussion",
+        )
+        director_secret.write_bytes(b"a-secret-alice-does-not-hold-0123\n")
+        director.signal(signal.SIGHUP)
+        director.wait_event("director.secret.reloaded")
+        refused = alice.wait_event("director.refused_secret")
+        assert refused["level"] == "error"
+        # Her heartbeats go on being refused, for longer than would stop a newcomer.
+        wait_until(
+            lambda: len(director.find_events("director.request.refused", reason="bad-proof")) >= 4,
+            DEFAULT_TIMEOUT,
+            "the director to refuse four of alice's registrations",
+        )
+        assert alice.alive
+        assert status(alice.socket)["director"] == refused["error"]
+        human = chatctl(alice.socket, "status").stdout.splitlines()
+        assert any(
+            row.startswith("director:") and "refuses this node's group secret" in row
+            for row in human
+        ), human
+        assert send(alice.socket, "still here")["message"] == "still here"
+        assert len(alice.find_events("director.refused_secret")) == 1  # once, not per refusal
+        assert not alice.find_events("node.gave_up")
