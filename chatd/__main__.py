@@ -8,6 +8,7 @@ import grp
 import os
 import pwd
 import sys
+from importlib.metadata import version
 
 import attrs
 import trio
@@ -29,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
         prog="chatd",
         description="A node of a transient group chat: the discussion lives only in memory.",
     )
+    p.add_argument("--version", action="version", version=f"chatd {version('chat')}")
     p.add_argument("--director", required=True, metavar="URL", help="director, http[s]://HOST:PORT")
     p.add_argument(
         "--director-cert",

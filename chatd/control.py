@@ -50,6 +50,7 @@ from chatd.wire import (
     Status,
     StatusRequest,
     StatusResponse,
+    TailEnd,
     TailRequest,
     WhoRequest,
     WhoResponse,
@@ -62,6 +63,8 @@ from chatd.wire import (
 MAX_REQUEST_BYTES = 64 * 1024
 # How long a client refused as `busy` has to send its request and read the answer.
 BUSY_LINGER = 1.0
+# How long a leaving node gives a tail follower to take the stream's last line.
+TAIL_END_LINGER = 1.0
 
 
 class ControlSocketError(Fatal):
@@ -430,6 +433,12 @@ class ControlServer:
                 async for message in live:
                     if message.id not in shown:
                         await stream.send_all(encode(MessageView.of(message)) + b"\n")
+                if self.runtime.node.role is Role.LEAVING:
+                    # The node left cleanly: say so, so that the client can tell this from
+                    # a lost connection. Shielded: the node stops (cancelling this task)
+                    # right after its subscriptions end; a moment at most.
+                    with trio.CancelScope(shield=True), trio.move_on_after(TAIL_END_LINGER):
+                        await stream.send_all(encode(TailEnd()) + b"\n")
                 cut_off.cancel()  # the node is stopping
 
     async def _history(self, request: HistoryRequest, stream: trio.SocketStream) -> Any:

@@ -12,6 +12,7 @@ import ssl
 import sys
 from collections.abc import Sequence
 from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="chat-director",
         description="Point chat nodes at the current coordinator. Never sees chat text.",
     )
+    parser.add_argument("--version", action="version", version=f"chat-director {version('chat')}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8700, help="0 picks a free port (logged)")
     auth = parser.add_mutually_exclusive_group(required=True)

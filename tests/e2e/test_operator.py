@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,9 @@ from tests.e2e.harness import (
     binary,
     chatctl,
     child_env,
+    history,
     send,
+    start_alice_and_bob,
     status,
     wait_until,
 )
@@ -239,3 +243,43 @@ def test_once_joined_a_refused_secret_is_shown_but_never_stops_the_node(tmp_path
         assert send(alice.socket, "still here")["message"] == "still here"
         assert len(alice.find_events("director.refused_secret")) == 1  # once, not per refusal
         assert not alice.find_events("node.gave_up")
+
+
+# chatctl tail --follow: a clean end, and a lost connection -------------------------------
+
+
+def test_tail_follow_ends_with_0_when_its_node_leaves_and_74_when_it_dies(tmp_path: Path) -> None:
+    with Cluster(tmp_path) as cluster:
+        director = cluster.start_director()
+        alice, bob = start_alice_and_bob(cluster, director.url)
+        sent = send(alice.socket, "to be tailed")
+        wait_until(lambda: history(bob.socket), DEFAULT_TIMEOUT, "bob to have alice's message")
+        tails = {
+            node.name: cluster.spawn(
+                f"tail -f {node.name}",
+                [binary("chatctl"), "--socket", str(node.socket), "tail", "-f", "-n", "1"],
+            )
+            for node in (alice, bob)
+        }
+        for name, tail in tails.items():  # each is following once it has shown the last one
+            wait_until(partial(getattr, tail, "stdout_lines"), DEFAULT_TIMEOUT, f"tail -f {name}")
+            assert tail.stdout_lines[0].endswith(f"alice: {sent['message']}")
+
+        assert chatctl(bob.socket, "leave").returncode == 0
+        assert tails["bob"].wait_exit() == 0
+        assert tails["bob"].stderr_lines == ["-- node left"]
+        assert bob.wait_exit() == 0
+
+        alice.kill()  # SIGKILL: no goodbye
+        assert tails["alice"].wait_exit() == 74
+        assert tails["alice"].stderr_lines == [
+            f"chatctl: chatd at {alice.socket} closed the connection"
+        ]
+
+
+def test_every_command_has_version() -> None:
+    for command in ("chatd", "chatctl", "chat-director"):
+        result = subprocess.run(
+            [binary(command), "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert (result.returncode, result.stdout) == (0, f"{command} {version('chat')}\n")
