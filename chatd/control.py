@@ -61,7 +61,8 @@ from chatd.wire import (
 
 # A request line longer than this is refused: a 4 KiB text JSON-escaped is far below it.
 MAX_REQUEST_BYTES = 64 * 1024
-# How long a client refused as `busy` has to send its request and read the answer.
+# How long a client turned away (`busy`, `forbidden`) has to send its request and read
+# the answer.
 BUSY_LINGER = 1.0
 # How long a leaving node gives a tail follower to take the stream's last line.
 TAIL_END_LINGER = 1.0
@@ -304,15 +305,10 @@ class ControlServer:
             async with stream:
                 if self.clients >= self.config.control_clients_max:
                     self.limited.warning("control.busy", clients=self.clients)
-                    await self._answer(
+                    await self._turn_away(
                         stream,
                         _error("busy", f"already serving {self.clients} clients; try again later"),
                     )
-                    # Closing at once would break the client's write of its request (EPIPE)
-                    # before it reads this answer; give it a moment to send and hang up.
-                    with trio.move_on_after(BUSY_LINGER):
-                        while await stream.receive_some(65536):
-                            pass
                     return
                 self.clients += 1
                 try:
@@ -334,7 +330,7 @@ class ControlServer:
         why = self.access.refusal(uid, gid, lambda: supplementary_groups(pid))
         if why is not None:
             self.limited.warning("control.refused", uid=uid, gid=gid, pid=pid, reason=why)
-            await self._answer(
+            await self._turn_away(
                 stream, _error("forbidden", f"uid {uid} may not use this chatd's socket: {why}")
             )
             return
@@ -379,6 +375,16 @@ class ControlServer:
             return False
         await self._answer(stream, answer)
         return not isinstance(request, LeaveRequest)
+
+    async def _turn_away(self, stream: trio.SocketStream, answer: ErrorResponse) -> None:
+        """Answer a client that is not served before it has sent anything, then close.
+
+        Closing at once would break the client's write of its request (EPIPE) before it
+        reads this answer; give it a moment to send and hang up."""
+        await self._answer(stream, answer)
+        with trio.move_on_after(BUSY_LINGER):
+            while await stream.receive_some(65536):
+                pass
 
     async def _answer(self, stream: trio.SocketStream, answer: Any) -> None:
         """Write one answer; ``Stalled`` if the client does not take it in time."""

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -131,6 +132,16 @@ def test_root_the_owner_and_the_operators_given_may_use_the_socket(
             f"chatctl: uid {STRANGER} may not use this chatd's socket: only root and uid"
             f" {OPERATOR} may use it (forbidden)\n"
         )
+        # Refused before it sent its request, a client still reads why: chatd does not hang
+        # up under its write (EPIPE, exit 74), even with several at once.
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(
+                pool.map(
+                    lambda _: chatctl_as(by_uid.socket, STRANGER, STRANGER, "who").returncode,
+                    range(8),
+                )
+            )
+        assert codes == [15] * 8, codes
         logged = by_uid.wait_event("control.refused", uid=STRANGER)
         assert logged["gid"] == STRANGER and logged["pid"] > 0, logged
         assert logged["level"] == "warning"
