@@ -5,15 +5,17 @@ for scripts. Text from the network is shown with control characters (except tab)
 so a message cannot drive the terminal. Errors are one line on stderr: ``chatctl: ...``.
 
 Exit codes:
-  0     success; also Ctrl-C during tail --follow, and stdout closed early (| head)
+  0     success; also Ctrl-C during tail --follow, stdout closed early (| head), and
+        tail --follow ended by its node leaving cleanly ("-- node left" on stderr)
   1     any other failure
-  2     usage error
+  2     usage error; also chatctl without a command (the help is printed)
   10+n  chatd refused the request with error code C, n = chatd.wire.ERROR_CODES[C]:
         12 bad-request, 13 too-large, 14 not-ready, 15 forbidden, 16 leaving,
         17 internal, 18 busy, 19 rate-limited (10: a code this chatctl does not know)
   65    send -: stdin is not valid text
   69    no chatd at the socket path (no socket file, or nobody accepting on it)
-  74    chatd closed the connection before answering (or ended tail --follow)
+  74    chatd closed the connection before answering, or a tail --follow was cut off
+        (the node crashed or stopped at once, or the follower fell too far behind)
   75    no answer within --timeout seconds
   76    chatd's answer is malformed
   77    permission denied on the socket
@@ -26,6 +28,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 
 from chatctl import render
 from chatctl.client import (
@@ -44,6 +47,7 @@ from chatd.paths import resolve_socket_path
 from chatd.wire import ERROR_CODES
 
 EX_FAILURE = 1
+EX_USAGE = 2
 EX_REMOTE = 10
 EX_DATAERR = 65
 EX_UNAVAILABLE = 69
@@ -112,6 +116,9 @@ def cmd_tail(args: argparse.Namespace, client: Client) -> int:
         if args.follow:  # the usual way to stop following: not a failure
             return 0
         raise
+    if args.follow:  # a followed stream ends without an error only when its node leaves
+        sys.stdout.flush()
+        print("-- node left", file=sys.stderr)
     return 0
 
 
@@ -172,16 +179,13 @@ def _positive_seconds(value: str) -> float:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chatctl",
-        description="Talk to the local chatd over its control socket.",
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--socket and --timeout. A command's copies have no defaults, so that one given
+    before the command is not overwritten by the command's parser when not repeated."""
     parser.add_argument(
         "--socket",
         metavar="PATH",
+        default=None if defaults else argparse.SUPPRESS,
         help="control socket (default: $CHATD_SOCKET, $RUNTIME_DIRECTORY/control.sock, "
         "$XDG_RUNTIME_DIR/chatd/control.sock, /tmp/chatd-$UID/control.sock)",
     )
@@ -189,16 +193,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         metavar="SECONDS",
         type=_positive_seconds,
-        default=DEFAULT_TIMEOUT,
+        default=DEFAULT_TIMEOUT if defaults else argparse.SUPPRESS,
         help=f"give up on an answer after this long (default {DEFAULT_TIMEOUT:g}; "
         "tail --follow waits forever for new messages)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatctl",
+        # Raw text (the exit-code table): lines are broken by hand.
+        description="Talk to the local chatd over its control socket.\n\n"
+        "--socket and --timeout go before the command or after it:\n"
+        "  chatctl --socket PATH send hi\n"
+        "  chatctl send --socket PATH hi",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _connection_options(parser, defaults=True)
+    parser.add_argument("--version", action="version", version=f"chatctl {version('chat')}")
+    after = argparse.ArgumentParser(add_help=False)
+    _connection_options(after, defaults=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(
         name: str, run: Command, summary: str, json: bool = True
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=summary, description=summary)
+        p = sub.add_parser(name, help=summary, description=summary, parents=[after])
         if json:
             p.add_argument("--json", action="store_true", help="print JSON Lines")
         p.set_defaults(run=run)
@@ -220,10 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run chatctl with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # --help and usage errors: argparse has printed already
         return exc.code if isinstance(exc.code, int) else EX_FAILURE
+    if args.command is None:
+        # As git does: the help, on stdout, and a failure status (ours for usage), so a
+        # script that forgot its command does not pass for one that ran it.
+        parser.print_help()
+        return EX_USAGE
     _tolerate_unencodable_output()
     path = resolve_socket_path(args.socket, os.environ, os.getuid())
     run: Command = args.run

@@ -19,6 +19,7 @@ Usage::
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Generator
@@ -40,6 +41,7 @@ from chatd.wire import (
     Status,
     StatusRequest,
     StatusResponse,
+    TailEnd,
     TailRequest,
     WhoRequest,
     WhoResponse,
@@ -70,7 +72,9 @@ class NoDaemon(ControlError):
 class PermissionDenied(ControlError):
     def __init__(self, path: Path) -> None:
         super().__init__(
-            f"permission denied on {path} (chatd runs as another user? try its --socket path)"
+            f"permission denied on {path}: uid {os.getuid()} may not open it (chatd lets in"
+            " root, its own user and those given by --control-uid/--control-gid; is it your"
+            " chatd's --socket path?)"
         )
         self.path = path
 
@@ -179,8 +183,9 @@ class Client:
         The request is made at once, so the stream includes every message delivered from
         this call on, however late the caller starts reading. Without ``follow`` the
         stream ends when chatd closes it, and each line must come within the timeout; with
-        ``follow`` it blocks until chatd closes (``ConnectionLost``) or the caller stops
-        iterating. The connection cannot be reused afterwards.
+        ``follow`` it blocks until the node leaves (the stream ends: chatd said so) or the
+        connection is lost otherwise (``ConnectionLost``), or the caller stops iterating.
+        The connection cannot be reused afterwards.
         """
         try:
             self.request(TailRequest(follow=follow, last=last))
@@ -197,7 +202,11 @@ class Client:
                     if follow:
                         raise ConnectionLost(f"chatd at {self.path} closed the connection")
                     return
-                yield self._decode(decode_json_line(line), MessageView)
+                obj = decode_json_line(line)
+                if follow and isinstance(obj, dict) and "end" in obj:
+                    self._decode(obj, TailEnd)  # the node left cleanly
+                    return
+                yield self._decode(obj, MessageView)
         finally:
             self.close()
 

@@ -103,7 +103,8 @@ def secure_line(status: Status) -> str:
 
 def who_lines(members: Iterable[MemberView]) -> list[str]:
     """A table of members; ``*`` marks the coordinator, ``(you)`` the local node; the link
-    from this node to each, with how long ago it was last heard."""
+    from this node to each, with how long ago it was last heard; the address peers dial
+    (the advertised one, not the listen address)."""
     rows = [("", "NODE-ID", "NAME", "LINK", "ADDRESS")]
     for m in members:
         mark = "*" if m.role == "coordinator" else ""
@@ -111,7 +112,7 @@ def who_lines(members: Iterable[MemberView]) -> list[str]:
         link: str = "-" if m.link == "self" else m.link
         if m.link == "up" and m.last_heard is not None:
             link = f"up {m.last_heard:.1f}s"
-        rows.append((mark, short(m.node_id), name, link, visible(m.address)))
+        rows.append((mark, short(m.node_id), name, link, visible(m.public_address)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return [
         f"{mark:<{widths[0]}} {node:<{widths[1]}}  {name:<{widths[2]}}  {link:<{widths[3]}}  "

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import grp
 import os
+import pwd
 import sys
+from importlib.metadata import version
 
 import attrs
 import trio
 
 from chatd import log as chat_log
+from chatd.addresses import advertise_problem, is_wildcard
 from chatd.auth import SecretError, load_keyring
 from chatd.config import PROFILES
-from chatd.control import ControlSocketError
+from chatd.control import ControlAccess
 from chatd.daemon import Options, run_chatd
 from chatd.director_client import DirectorError, check_base_url, load_director_cert
+from chatd.exits import find_fatal
 from chatd.paths import resolve_socket_path
 from chatd.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
 
@@ -25,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
         prog="chatd",
         description="A node of a transient group chat: the discussion lives only in memory.",
     )
+    p.add_argument("--version", action="version", version=f"chatd {version('chat')}")
     p.add_argument("--director", required=True, metavar="URL", help="director, http[s]://HOST:PORT")
     p.add_argument(
         "--director-cert",
@@ -41,6 +47,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="display name (default: the user name)")
     p.add_argument("--priority", type=int, default=0, help="election priority (higher wins)")
     p.add_argument("--socket", metavar="PATH", help="control socket path")
+    p.add_argument(
+        "--control-uid",
+        action="append",
+        type=_uid,
+        default=[],
+        metavar="UID",
+        help="a user (number or name) who may use the control socket besides root and"
+        " chatd's own user; repeatable",
+    )
+    p.add_argument(
+        "--control-gid",
+        action="append",
+        type=_gid,
+        default=[],
+        metavar="GID",
+        help="a group (number or name) whose members (primary or supplementary group) may"
+        " use the control socket; repeatable",
+    )
     secret = p.add_mutually_exclusive_group(required=True)
     secret.add_argument("--secret-file", metavar="PATH", help="file holding the group secret")
     secret.add_argument(
@@ -79,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DirectorError, SecretError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return 2
+    scheme = "ws" if args.insecure else "wss"
     if args.advertise is not None:
-        scheme = "ws" if args.insecure else "wss"
         if not args.advertise.startswith(f"{scheme}://"):
             mode = (
                 "runs --insecure (plain websockets)"
@@ -93,6 +117,18 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        problem = advertise_problem(args.advertise, scheme)
+        if problem is not None:
+            print(f"chatd: --advertise {args.advertise}: {problem}", file=sys.stderr)
+            return 2
+    elif is_wildcard(args.host):
+        # The listen address would be advertised, and no peer can dial a wildcard.
+        print(
+            f"chatd: --host {args.host} listens on every address of this host: give"
+            f" --advertise {scheme}://ADDRESS:PORT, the address peers should dial",
+            file=sys.stderr,
+        )
+        return 2
     if not 0 <= args.port <= 65535:
         print(f"chatd: port {args.port} is out of range", file=sys.stderr)
         return 2
@@ -121,18 +157,35 @@ def main(argv: list[str] | None = None) -> int:
         priority=args.priority,
         socket=resolve_socket_path(args.socket, os.environ, os.getuid()),
         socket_explicit=bool(args.socket or os.environ.get("CHATD_SOCKET")),
+        control_access=ControlAccess(
+            owner=os.getuid(), uids=frozenset(args.control_uid), gids=frozenset(args.control_gid)
+        ),
         keyring=keyring,
         secret_file=args.secret_file,
         bench_trace=args.bench_trace,
     )
     try:
         return trio.run(run_chatd, options, config, chat_log.get_logger())
-    except ControlSocketError as exc:
-        print(f"chatd: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"chatd: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 1
+    except BaseException as exc:
+        fatal = find_fatal(exc)
+        if fatal is None:
+            raise
+        print(f"chatd: {fatal}", file=sys.stderr)
+        return fatal.exit_code
+
+
+def _uid(value: str) -> int:
+    try:
+        return int(value) if value.isdigit() else pwd.getpwnam(value).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such user: {value!r}") from None
+
+
+def _gid(value: str) -> int:
+    try:
+        return int(value) if value.isdigit() else grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such group: {value!r}") from None
 
 
 def _default_name() -> str:

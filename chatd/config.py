@@ -29,6 +29,12 @@ class Config:
     director_interval: float = 1.0
     # Timeout of one HTTP call to the director.
     director_timeout: float = 3.0
+    # A node that never joined stops (exit 4 or 5) once the director has refused its proof
+    # (a wrong group secret, a clock off) on every attempt for this long, at least this
+    # many times: a misconfigured node must not wait forever, and one refusal during a
+    # director's reload must not stop it. Once joined, a node never stops for this.
+    director_refusals_to_stop: int = 3
+    director_refusal_span: float = 2.0
     # Groups up to this size are a full mesh; larger ones a ring with chords.
     full_mesh_max: int = 6
     # Largest chat text, UTF-8 bytes.

@@ -1,8 +1,14 @@
 """The control socket: JSON Lines requests from chatctl (or any program) over a Unix socket.
 
-The socket is created mode 0600 and a caller whose uid (from ``SO_PEERCRED``) is not the
-daemon's is refused. Each connection may carry several requests in turn; ``tail`` with
-``follow`` holds it until the client closes. Bad input gets an error answer with a stable
+Who may use it (``ControlAccess``): root, the daemon's own uid, and the operators given
+by ``--control-uid`` and ``--control-gid``; anyone else is answered ``forbidden``, naming
+the uid refused and why, and logged (``control.refused``). The peer's credentials come
+from ``SO_PEERCRED``; its supplementary groups from ``/proc/PID/status``. The socket file's
+mode lets in no more than needed: 0600, 0660 with the group of a single ``--control-gid``,
+else 0666 with the credential check alone deciding.
+
+Each connection may carry several requests in turn; ``tail`` with ``follow`` holds it
+until the client closes. Bad input gets an error answer with a stable
 code and a log line, never a crash. No client can stop or stall the node or lock others
 out: connections and followers are capped (``busy``), a started request line and each
 answer have a deadline, a follower too far behind is cut off, and any exception from a
@@ -21,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from attrs import frozen
 
 from chatd.core.abuse import TokenBucket
 from chatd.core.node import NodeError, Role
+from chatd.exits import EXIT_FAILURE, Fatal
 from chatd.runtime import Runtime
 from chatd.wire import (
     DecodeError,
@@ -42,6 +50,7 @@ from chatd.wire import (
     Status,
     StatusRequest,
     StatusResponse,
+    TailEnd,
     TailRequest,
     WhoRequest,
     WhoResponse,
@@ -52,12 +61,18 @@ from chatd.wire import (
 
 # A request line longer than this is refused: a 4 KiB text JSON-escaped is far below it.
 MAX_REQUEST_BYTES = 64 * 1024
-# How long a client refused as `busy` has to send its request and read the answer.
+# How long a client turned away (`busy`, `forbidden`) has to send its request and read
+# the answer.
 BUSY_LINGER = 1.0
+# How long a leaving node gives a tail follower to take the stream's last line.
+TAIL_END_LINGER = 1.0
 
 
-class ControlSocketError(Exception):
+class ControlSocketError(Fatal):
     """The control socket cannot be set up; the message says why, for the operator."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_FAILURE, message)
 
 
 class LineTimeout(Exception):
@@ -115,14 +130,61 @@ class LineReader:
             raise LineTimeout(f"request line not finished within {self._timeout:g} s")
 
 
-def prepare_socket_path(path: Path, explicit: bool) -> None:
-    """Make the socket's directory (default locations only) and clear a stale socket file."""
+@frozen
+class ControlAccess:
+    """Who may use the control socket, besides root (who may always)."""
+
+    owner: int  # the daemon's own uid
+    uids: frozenset[int] = frozenset()  # --control-uid
+    gids: frozenset[int] = frozenset()  # --control-gid: a peer's primary or supplementary group
+
+    @property
+    def shared(self) -> bool:
+        """Whether anyone but root and the owner may connect."""
+        return bool(self.uids or self.gids)
+
+    def allowed(self) -> str:
+        """The rule, as said to a refused client: "root, uid 1000 and members of gid 50"."""
+        who = ["root"] + ([f"uid {self.owner} (chatd's own)"] if self.owner != 0 else [])
+        who += [f"uid {uid}" for uid in sorted(self.uids)]
+        who += [f"members of gid {gid}" for gid in sorted(self.gids)]
+        return ", ".join(who[:-1]) + " and " + who[-1]
+
+    def refusal(self, uid: int, gid: int, groups: Callable[[], frozenset[int]]) -> str | None:
+        """Why a peer with ``uid`` and primary ``gid`` is refused, or None if it is let in.
+        ``groups`` gives its supplementary groups (read only when a group could decide)."""
+        if uid in (0, self.owner) or uid in self.uids or gid in self.gids:
+            return None
+        if self.gids and self.gids & groups():
+            return None
+        return f"only {self.allowed()} may use it"
+
+
+def supplementary_groups(pid: int) -> frozenset[int]:
+    """The supplementary groups of process ``pid`` (the ``Groups:`` line of
+    ``/proc/PID/status``); empty if that cannot be read (the process is gone, or /proc
+    hides other users' processes, as systemd's ``ProtectProc=invisible`` does)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for row in status:
+                if row.startswith("Groups:"):
+                    return frozenset(int(g) for g in row.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return frozenset()
+
+
+def prepare_socket_path(path: Path, explicit: bool, shared: bool = False) -> None:
+    """Make the socket's directory (default locations only) and clear a stale socket file.
+
+    A directory made for a ``shared`` socket may be searched by anyone (0711), so that
+    operators reach the socket; its mode and the credential check decide the rest."""
     if not path.parent.is_dir():
         if explicit:
             raise ControlSocketError(
                 f"cannot create control socket {path}: no directory {path.parent}"
             )
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o711 if shared else 0o700, parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -135,10 +197,11 @@ def prepare_socket_path(path: Path, explicit: bool) -> None:
             probe.close()
 
 
-def peer_uid(sock: socket.socket) -> int:
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """The connecting process's (pid, uid, gid), as the kernel saw it at ``connect``."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    pid, uid, gid = struct.unpack("3i", creds)
+    return int(pid), int(uid), int(gid)
 
 
 class LogLimiter:
@@ -166,11 +229,14 @@ class LogLimiter:
 
 
 class ControlServer:
-    def __init__(self, runtime: Runtime, path: Path, log: Any) -> None:
+    def __init__(
+        self, runtime: Runtime, path: Path, log: Any, access: ControlAccess | None = None
+    ) -> None:
         self.runtime = runtime
         self.config = runtime.config
         self.path = path
         self.log = log
+        self.access = access or ControlAccess(owner=os.getuid())
         self.limited = LogLimiter(log)
         self.clients = 0  # connections being served
         self.followers = 0  # of those, in tail --follow
@@ -184,7 +250,8 @@ class ControlServer:
         }
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Bind (mode 0600), report started, serve until cancelled, then unlink the socket."""
+        """Bind (mode 0600, then widened for operators: ``ControlAccess``), report started,
+        serve until cancelled, then unlink the socket."""
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
@@ -197,6 +264,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         try:
+            self._open_to_operators()
             sock.listen(self.config.control_backlog)
             listener = trio.SocketListener(sock)
             task_status.started()
@@ -208,6 +276,28 @@ class ControlServer:
                 if exc.errno != errno.ENOENT:
                     raise
 
+    def _open_to_operators(self) -> None:
+        """Widen the socket file's mode to what the access rule allows (before listening)."""
+        access, mode = self.access, 0o600
+        if access.shared:
+            mode = 0o666  # other uids, or several groups: the credential check decides
+            if not access.uids and len(access.gids) == 1:
+                (gid,) = access.gids
+                try:
+                    os.chown(self.path, -1, gid)
+                    mode = 0o660
+                except OSError as exc:  # chatd is neither root nor in that group
+                    self.log.warning(
+                        "control.chgrp_failed", gid=gid, reason=(exc.strerror or str(exc)).lower()
+                    )
+            os.chmod(self.path, mode)
+        self.log.info(
+            "control.access",
+            mode=f"{mode:04o}",
+            uids=sorted({0, access.owner, *access.uids}),
+            gids=sorted(access.gids),
+        )
+
     async def _handle(self, stream: trio.SocketStream) -> None:
         """Serve one connection. Nothing a client does or any bug in an op ends the node:
         every exception stops here (nested nurseries raise them in groups, hence except*)."""
@@ -215,15 +305,10 @@ class ControlServer:
             async with stream:
                 if self.clients >= self.config.control_clients_max:
                     self.limited.warning("control.busy", clients=self.clients)
-                    await self._answer(
+                    await self._turn_away(
                         stream,
                         _error("busy", f"already serving {self.clients} clients; try again later"),
                     )
-                    # Closing at once would break the client's write of its request (EPIPE)
-                    # before it reads this answer; give it a moment to send and hang up.
-                    with trio.move_on_after(BUSY_LINGER):
-                        while await stream.receive_some(65536):
-                            pass
                     return
                 self.clients += 1
                 try:
@@ -239,12 +324,15 @@ class ControlServer:
 
     async def _serve_client(self, stream: trio.SocketStream) -> None:
         try:
-            uid = peer_uid(stream.socket)  # type: ignore[arg-type]
+            pid, uid, gid = peer_credentials(stream.socket)  # type: ignore[arg-type]
         except OSError:
-            uid = -1
-        if uid != os.getuid():
-            self.log.warning("control.refused", uid=uid, reason="different user")
-            await self._answer(stream, _error("forbidden", "this chatd belongs to another user"))
+            pid = uid = gid = -1
+        why = self.access.refusal(uid, gid, lambda: supplementary_groups(pid))
+        if why is not None:
+            self.limited.warning("control.refused", uid=uid, gid=gid, pid=pid, reason=why)
+            await self._turn_away(
+                stream, _error("forbidden", f"uid {uid} may not use this chatd's socket: {why}")
+            )
             return
         reader = LineReader(stream, MAX_REQUEST_BYTES, self.config.control_line_timeout)
         try:
@@ -287,6 +375,16 @@ class ControlServer:
             return False
         await self._answer(stream, answer)
         return not isinstance(request, LeaveRequest)
+
+    async def _turn_away(self, stream: trio.SocketStream, answer: ErrorResponse) -> None:
+        """Answer a client that is not served before it has sent anything, then close.
+
+        Closing at once would break the client's write of its request (EPIPE) before it
+        reads this answer; give it a moment to send and hang up."""
+        await self._answer(stream, answer)
+        with trio.move_on_after(BUSY_LINGER):
+            while await stream.receive_some(65536):
+                pass
 
     async def _answer(self, stream: trio.SocketStream, answer: Any) -> None:
         """Write one answer; ``Stalled`` if the client does not take it in time."""
@@ -341,6 +439,12 @@ class ControlServer:
                 async for message in live:
                     if message.id not in shown:
                         await stream.send_all(encode(MessageView.of(message)) + b"\n")
+                if self.runtime.node.role is Role.LEAVING:
+                    # The node left cleanly: say so, so that the client can tell this from
+                    # a lost connection. Shielded: the node stops (cancelling this task)
+                    # right after its subscriptions end; a moment at most.
+                    with trio.CancelScope(shield=True), trio.move_on_after(TAIL_END_LINGER):
+                        await stream.send_all(encode(TailEnd()) + b"\n")
                 cut_off.cancel()  # the node is stopping
 
     async def _history(self, request: HistoryRequest, stream: trio.SocketStream) -> Any:

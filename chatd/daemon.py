@@ -8,6 +8,7 @@ SIGINT, or a ``leave`` request, the node leaves, the socket file is removed, and
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sys
@@ -20,9 +21,10 @@ from attrs import frozen
 
 from chatd.auth import Keyring, SecretError, load_keyring
 from chatd.config import Config
-from chatd.control import ControlServer, prepare_socket_path
+from chatd.control import ControlAccess, ControlServer, prepare_socket_path
 from chatd.core.node import Node, Role
 from chatd.director_client import DirectorClient, DirectorError
+from chatd.exits import EXIT_LISTEN, Fatal
 from chatd.identity import Identity
 from chatd.notify import sd_notify
 from chatd.runtime import Runtime
@@ -45,6 +47,7 @@ class Options:
     secret_file: str | None = None
     bench_trace: bool = False
     director_cert: str | None = None  # PEM: the one certificate an https director may show
+    control_access: ControlAccess | None = None  # None: root and this process's uid
 
 
 async def run_chatd(options: Options, config: Config, log: Any) -> int:
@@ -55,7 +58,8 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             "security.insecure",
             detail="no group secret: any process can join, and links are not encrypted",
         )
-    prepare_socket_path(options.socket, options.socket_explicit)
+    access = options.control_access or ControlAccess(owner=os.getuid())
+    prepare_socket_path(options.socket, options.socket_explicit, access.shared)
     director = DirectorClient(
         options.director,
         options.keyring,
@@ -80,7 +84,13 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
 
     try:
         async with trio.open_nursery() as nursery:
-            address: str = await nursery.start(transport.serve, serve_peer)
+            try:
+                address: str = await nursery.start(transport.serve, serve_peer)
+            except OSError as exc:
+                reason = (exc.strerror or str(exc)).lower()
+                where = f"{_host_for_url(options.host)}:{options.port}"
+                log.error("node.listen_failed", host=options.host, port=options.port, reason=reason)
+                raise Fatal(EXIT_LISTEN, f"cannot listen on {where}: {reason}") from None
             me = MemberRecord(
                 node_id=ident.node_id,
                 name=options.name,
@@ -97,7 +107,7 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
                 runtime.on_deliver = trace_delivery
             holder.append(runtime)
             started.set()
-            await nursery.start(ControlServer(runtime, options.socket, node.log).serve)
+            await nursery.start(ControlServer(runtime, options.socket, node.log, access).serve)
 
             async def run_then_stop() -> None:
                 await runtime.run()
@@ -120,6 +130,10 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             await director.aclose()
     log.info("node.stopped")
     return 0
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def trace_delivery(message: Message) -> None:

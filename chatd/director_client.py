@@ -46,11 +46,15 @@ _MAX_ANSWER_BYTES = 64 * 1024
 
 
 class DirectorError(Exception):
-    """The director could not be used; ``str()`` is one line saying why."""
+    """The director could not be used; ``str()`` is one line saying why. When it answered
+    with an error, ``status`` is the HTTP status and ``code`` its error code, if any
+    (``bad-proof``, ``clock-skew``, ...: ``director.app``)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         # Parts of the message come from the network: keep it to one line.
         super().__init__(" ".join(message.split()))
+        self.status = status
+        self.code = code
 
 
 def check_base_url(base_url: str) -> httpx.URL:
@@ -269,15 +273,20 @@ class DirectorClient:
         if answer.status == 200:
             return
         detail = ""
+        code = None
         try:
-            error = self._json(answer).get("error")
+            body = self._json(answer)
+            error = body.get("error")
             if isinstance(error, dict) and isinstance(error.get("message"), str):
                 detail = f": {error['message'][:200]}"
+            code = _error_code(body)
         except DirectorError:
             detail = " (not a chat director's answer: is the URL right?)"
         raise DirectorError(
             f"director {self.base_url} answered {answer.method} {answer.path} with "
-            f"{answer.status} {_phrase(answer.status)}{detail}"
+            f"{answer.status} {_phrase(answer.status)}{detail}",
+            status=answer.status,
+            code=code[:64] if code is not None else None,
         )
 
     def _json(self, answer: _Answer) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, Protocol
 
 import trio
+from attrs import frozen
 
 from chatd.auth import Keyring
 from chatd.config import Config
@@ -29,6 +30,7 @@ from chatd.core.node import (
     Send,
     UnregisterCoordinator,
 )
+from chatd.exits import EXIT_CLOCK_SKEW, EXIT_SECRET_REFUSED, Fatal
 from chatd.peers import HandshakeFailed, PeerLink, handshake, hello_for
 from chatd.transport import Channel, ChannelClosed, ConnectError, Transport
 from chatd.wire import (
@@ -52,6 +54,49 @@ class DirectorApi(Protocol):
         """None when accepted; else the coordinator the director holds instead."""
 
     async def unregister(self, unregistration: Unregistration) -> bool: ...
+
+
+@frozen
+class ProofRefusal:
+    """What a refusal of the node's proof by the director means for the operator."""
+
+    event: str  # logged at error level
+    meaning: str  # said before the director's own words, in status and logs
+    exit_code: int  # when it stops a node that never joined
+    hint: str
+
+
+# The director's error codes (director.app) that say this node is configured wrong rather
+# than that the director is down: retrying will not help.
+PROOF_REFUSALS = {
+    code: refusal
+    for codes, refusal in (
+        (
+            ("bad-proof", "missing-proof"),
+            ProofRefusal(
+                "director.refused_secret",
+                "the director refuses this node's group secret",
+                EXIT_SECRET_REFUSED,
+                "is the group's secret the first line of --secret-file?",
+            ),
+        ),
+        (
+            ("clock-skew",),
+            ProofRefusal(
+                "director.clock_skew",
+                "the director refuses this node's clock",
+                EXIT_CLOCK_SKEW,
+                "set both hosts' clocks by NTP",
+            ),
+        ),
+    )
+    for code in codes
+}
+
+
+def proof_refusal(exc: BaseException) -> ProofRefusal | None:
+    code = getattr(exc, "code", None)
+    return PROOF_REFUSALS.get(code) if isinstance(code, str) else None
 
 
 def utc_timestamp() -> str:
@@ -82,6 +127,8 @@ class Runtime:
         self.wallclock = wallclock
         self.links: dict[str, PeerLink] = {}
         self.director_error: str | None = None
+        # Proof refusals in a row while never joined: (first one's time, how many).
+        self._refused: tuple[float, int] | None = None
         self._dialers: dict[str, trio.CancelScope] = {}
         self._subscribers: dict[trio.MemorySendChannel[Message], Callable[[], None]] = {}
         self._joined = trio.Event()
@@ -331,11 +378,13 @@ class Runtime:
             try:
                 advice = await self.director.register_node(registration)
             except self.director_errors as exc:
-                self._director_down(str(exc))
+                self._director_down(exc)
+                self._stop_if_refused(exc)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, self.config.director_interval)
                 continue
             self._director_up()
+            self._refused = None
             if advice.action == "wait":
                 self.log.info("join.waiting", reason="the director has just started")
                 await trio.sleep(self.config.director_interval / 2)
@@ -362,19 +411,51 @@ class Runtime:
                         "director.refused", lambda: self.node.director_refused(held, self.now())
                     )
             except self._retryable as exc:
-                self._director_down(str(exc) or "timed out")
+                self._director_down(exc)
 
     async def _unregister(self, term: int) -> None:
         try:
             with trio.fail_after(self.config.director_timeout):
                 await self.director.unregister(Unregistration(self.node.node_id, term))
         except self._retryable as exc:
-            self._director_down(str(exc) or "timed out")
+            self._director_down(exc)
 
-    def _director_down(self, error: str) -> None:
+    def _director_down(self, exc: BaseException) -> None:
+        """Note (in ``status``) and log a failed director call, once per distinct error; a
+        refused proof at error level, under an event and words of its own."""
+        error = str(exc) or "timed out"
+        refusal = proof_refusal(exc)
+        if refusal is not None:
+            error = f"{refusal.meaning}: {error}"
         if self.director_error != error:
-            self.log.warning("director.failed", error=error)
+            if refusal is None:
+                self.log.warning("director.failed", error=error)
+            else:
+                self.log.error(refusal.event, error=error, hint=refusal.hint)
         self.director_error = error
+
+    def _stop_if_refused(self, exc: BaseException) -> None:
+        """Raise ``Fatal`` when the director has refused the proof of a node that never
+        joined on every attempt for ``director_refusal_span`` (and at least
+        ``director_refusals_to_stop`` times); any other outcome starts the count again."""
+        refusal = proof_refusal(exc)
+        if refusal is None or self.node.has_joined:
+            self._refused = None
+            return
+        now = self.now()
+        since, count = self._refused or (now, 0)
+        self._refused = (since, count + 1)
+        config = self.config
+        if (
+            count + 1 < config.director_refusals_to_stop
+            or now - since < config.director_refusal_span
+        ):
+            return
+        message = (
+            f"{refusal.meaning}: {exc} ({count + 1} times in {now - since:.1f} s; {refusal.hint})"
+        )
+        self.log.error("node.gave_up", reason=message, exit_code=refusal.exit_code)
+        raise Fatal(refusal.exit_code, message)
 
     def _director_up(self) -> None:
         if self.director_error is not None:

@@ -1,7 +1,7 @@
 """``chat-director``: the well-known entry point that points newcomers at the coordinator.
 
-Exit status: 0 after SIGTERM/SIGINT, 1 if it cannot listen, 2 for a usage, secret or TLS
-file error. SIGHUP reloads the secret file.
+Exit status: 0 after SIGTERM/SIGINT, 2 for a usage, secret or TLS file error, 3 if it
+cannot listen (the same code as chatd's). SIGHUP reloads the secret file.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import ssl
 import sys
 from collections.abc import Sequence
 from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from chatd.auth import Keyring, SecretError, load_keyring
+from chatd.exits import EXIT_LISTEN
 from chatd.log import configure, get_logger
 from chatd.notify import sd_notify
 from director.app import DirectorApp
@@ -33,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="chat-director",
         description="Point chat nodes at the current coordinator. Never sees chat text.",
     )
+    parser.add_argument("--version", action="version", version=f"chat-director {version('chat')}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8700, help="0 picks a free port (logged)")
     auth = parser.add_mutually_exclusive_group(required=True)
@@ -168,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reason = (failure.strerror or str(failure)).lower()
     log.error("director.listen.failed", host=args.host, port=args.port, reason=reason)
     print(f"chat-director: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
-    return 1
+    return EXIT_LISTEN
 
 
 def _tls_problem(host: str, tls: TlsFiles) -> str | None:

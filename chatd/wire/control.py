@@ -140,6 +140,14 @@ class Status:
 
 
 @frozen
+class TailEnd:
+    """The last line of a ``tail`` with ``follow`` when the node leaves cleanly
+    (``{"end": "node-left"}``): a stream that stops without it was cut off."""
+
+    end: Literal["node-left"] = "node-left"
+
+
+@frozen
 class ErrorBody:
     code: str
     message: str

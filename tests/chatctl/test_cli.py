@@ -5,12 +5,20 @@ from __future__ import annotations
 import io
 import json
 import socket
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from chatctl.__main__ import build_parser, main
-from chatd.wire import ERROR_CODES, HistoryResponse, MessageView, OkResponse, unstructure
+from chatd.wire import (
+    ERROR_CODES,
+    HistoryResponse,
+    MessageView,
+    OkResponse,
+    TailEnd,
+    unstructure,
+)
 from tests.chatctl.conftest import set_tz
 from tests.chatctl.fakedaemon import (
     MEMBER_VIEWS,
@@ -88,12 +96,48 @@ def test_tail_json(daemon: FakeDaemon, capsys: Capture) -> None:
     assert jsonl(capsys.readouterr().out) == [unstructure(m) for m in MESSAGES]
 
 
-def test_tail_follow_ended_by_daemon_is_an_error(daemon: FakeDaemon, capsys: Capture) -> None:
+def test_tail_follow_cut_off_by_daemon_is_an_error(daemon: FakeDaemon, capsys: Capture) -> None:
     daemon.replies["tail"] = lambda _: Answer([line(OkResponse()), line(MESSAGES[0])], close=True)
     assert run(daemon, "tail", "-f", "-n", "1") == 74
     out, err = capsys.readouterr()
     assert out == "07:08:01 alice: hello 1\n"
     assert err == f"chatctl: chatd at {daemon.path} closed the connection\n"
+
+
+def test_tail_follow_ended_by_the_node_leaving_is_a_success(
+    daemon: FakeDaemon, capsys: Capture
+) -> None:
+    daemon.replies["tail"] = lambda _: Answer(
+        [line(OkResponse()), line(MESSAGES[0]), line(TailEnd())], close=True
+    )
+    assert run(daemon, "tail", "-f", "-n", "1") == 0
+    assert capsys.readouterr() == ("07:08:01 alice: hello 1\n", "-- node left\n")
+
+
+def test_options_go_before_or_after_the_command(daemon: FakeDaemon, capsys: Capture) -> None:
+    elsewhere = str(daemon.path.with_name("elsewhere.sock"))
+    assert main(["send", "--socket", str(daemon.path), "hi"]) == 0
+    assert main(["send", "--socket", str(daemon.path), "--timeout", "5", "--json", "hi"]) == 0
+    assert main(["--socket", elsewhere, "status", "--socket", str(daemon.path)]) == 0
+    assert main(["--socket", str(daemon.path), "--timeout", "5", "who"]) == 0  # not reset
+    assert [r["op"] for r in daemon.requests] == ["send", "send", "status", "who"]
+    capsys.readouterr()
+    assert main(["status", "--socket", elsewhere]) == 69
+    assert capsys.readouterr().err == f"chatctl: no chatd at {elsewhere} (is it running?)\n"
+
+
+def test_bare_chatctl_prints_the_help_and_exits_2(capsys: Capture) -> None:
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == build_parser().format_help() and err == ""
+
+
+def test_version(capsys: Capture) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"chatctl {version('chat')}\n"
+    assert main(["--version"]) == 0
 
 
 def test_history_human(daemon: FakeDaemon, capsys: Capture) -> None:
@@ -179,9 +223,9 @@ def test_who_table_marks_coordinator_and_self(daemon: FakeDaemon, capsys: Captur
     assert [r["op"] for r in daemon.requests] == ["who"]
     assert capsys.readouterr().out.splitlines() == [
         "  NODE-ID       NAME       LINK     ADDRESS",
-        "* a1a1a1a1a1a1  alice      up 0.2s  ws://127.0.0.1:9001",
-        "  b2b2b2b2b2b2  bob (you)  -        ws://127.0.0.1:9002",
-        "  c3c3c3c3c3c3  carol      down     ws://127.0.0.1:9003",
+        "* a1a1a1a1a1a1  alice      up 0.2s  ws://alice.example:9001",
+        "  b2b2b2b2b2b2  bob (you)  -        ws://bob.example:9002",
+        "  c3c3c3c3c3c3  carol      down     ws://carol.example:9003",
     ]
 
 
@@ -276,7 +320,14 @@ def test_malformed_answer(daemon: FakeDaemon, capsys: Capture, answer: bytes) ->
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["send"], ["tail", "-n", "-1"], ["nope"], ["--timeout", "0", "who"]]
+    "argv",
+    [
+        ["send"],
+        ["tail", "-n", "-1"],
+        ["nope"],
+        ["--timeout", "0", "who"],
+        ["who", "--timeout", "0"],
+    ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: Capture) -> None:
     assert main(argv) == 2

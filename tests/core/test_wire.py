@@ -48,6 +48,7 @@ from chatd.wire import (
     Status,
     StatusRequest,
     StatusResponse,
+    TailEnd,
     TailRequest,
     Unregistration,
     UpdateCoordinator,
@@ -158,6 +159,7 @@ STATUS_JSON = (
 GOLDEN_BODIES: list[tuple[Any, str]] = [
     # Control responses.
     (OkResponse(), '{"ok":true}'),
+    (TailEnd(), '{"end":"node-left"}'),
     (
         ErrorResponse(ErrorBody("bad-request", "unknown op")),
         '{"error":{"code":"bad-request","message":"unknown op"},"ok":false}',

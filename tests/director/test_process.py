@@ -124,15 +124,21 @@ async def test_unreadable_secret_file_exits_2(tmp_path: Path) -> None:
         assert b"a secret needs at least 16" in weak.stderr
 
 
-async def test_port_in_use_exits_1() -> None:
+async def test_port_in_use_or_a_foreign_host_exits_3() -> None:
     with trio.fail_after(30), trio.socket.socket() as busy:
         await busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         result = await run("--insecure", "--port", str(port))
-        assert result.returncode == 1
+        assert result.returncode == 3
         assert result.stderr.decode() == (
             f"chat-director: cannot listen on 127.0.0.1:{port}: address already in use\n"
+        )
+        # An address of no interface of this host (TEST-NET-1).
+        foreign = await run("--insecure", "--host", "192.0.2.1", "--port", "0")
+        assert foreign.returncode == 3
+        assert foreign.stderr.decode() == (
+            "chat-director: cannot listen on 192.0.2.1:0: cannot assign requested address\n"
         )
 
 

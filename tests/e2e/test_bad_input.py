@@ -25,6 +25,7 @@ from attrs import define
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket, open_websocket_url
 
 from chatd.auth import Keyring, handshake_material
+from chatd.exits import EXIT_SECRET_REFUSED
 from chatd.identity import Identity
 from chatd.tls import peer_tls
 from chatd.transport import REFUSED_PLAINTEXT, REFUSED_TLS_FAILED
@@ -302,16 +303,34 @@ def test_peer_with_the_wrong_secret_is_refused_at_the_handshake(setup: Setup) ->
 
 
 def test_secure_director_refuses_a_node_with_the_wrong_secret(setup: Setup) -> None:
+    """Refused on every attempt at start-up, the node says so (status, an error-level log
+    line), then stops with one line and exit 4 rather than wait forever."""
     director = setup.cluster.start_director()
     wrong = setup.cluster.write_secret("other-secret", b"another-group-entirely-0000")
+    started = time.monotonic()
     mallory = setup.cluster.spawn_node("mallory2", director.url, secret_file=wrong).wait_ready()
-    event = mallory.wait_event("director.failed")
-    assert "403" in event["error"]
+    refused = mallory.wait_event("director.refused_secret")
+    assert refused["level"] == "error"
+    assert refused["error"].startswith(
+        f"the director refuses this node's group secret: director {director.url} answered"
+        " POST /register_node with 403 forbidden: bad X-Chat-Proof"
+    ), refused
     director.wait_event("director.request.refused", status=403, path="/register_node")
-    view = status(mallory.socket)
-    assert view["role"] == "joining" and view["members"] == []
-    assert "403" in view["director"]
-    assert stop(mallory) == 0, mallory.describe()
+    try:
+        view = status(mallory.socket)
+    except AssertionError:
+        pass  # it stopped already
+    else:
+        assert view["role"] == "joining" and view["members"] == []
+        assert view["director"] == refused["error"]
+    assert mallory.wait_exit() == EXIT_SECRET_REFUSED
+    took = time.monotonic() - started
+    assert 2 <= took < 15, took  # director_refusal_span (2 s), and not much more
+    (line,) = mallory.stderr_lines
+    assert line.startswith(f"chatd: {refused['error']} ("), line
+    assert line.endswith("; is the group's secret the first line of --secret-file?)"), line
+    assert mallory.find_events("node.gave_up", exit_code=EXIT_SECRET_REFUSED)
+    assert not mallory.socket.exists()
     assert stop(director) == 0, director.describe()
 
 

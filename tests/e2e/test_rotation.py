@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from chatd.auth import PROOF_HEADER
+from chatd.exits import EXIT_SECRET_REFUSED
 from tests.e2e.harness import (
     DEFAULT_TIMEOUT,
     Cluster,
@@ -164,7 +165,8 @@ def newcomer_joins_and_leaves(
 
 def not_in_the_discussion(stale: Node, group: list[Node]) -> None:
     """``stale`` is no member, no group node counts it as one, and none linked to it."""
-    assert status(stale.socket)["role"] not in ("member", "coordinator")
+    if stale.alive:  # else it stopped, refused by the director
+        assert status(stale.socket)["role"] not in ("member", "coordinator")
     for state in on_each(group, status):
         assert stale.node_id not in {m["node-id"] for m in state["members"]}
     assert not link_events(group, {stale.node_id}), "a group node linked to the stale node"
@@ -228,13 +230,15 @@ def test_rotating_the_secret_under_traffic_loses_nothing_and_drops_no_link(
             olivia = cluster.spawn_node("olivia", director.url, secret_file=olivia_file)
             olivia.wait_ready()
             if director_reloads:
-                refusal = olivia.wait_event("director.failed")
+                refusal = olivia.wait_event("director.refused_secret")
                 assert "403" in refusal["error"] and PROOF_HEADER in refusal["error"], refusal
                 wait_until(
                     lambda: len(director.find_events("director.request.refused", status=403)) >= 2,
                     DEFAULT_TIMEOUT,
                     "the director to refuse olivia twice",
                 )
+                # Refused on every attempt, she stops rather than wait forever.
+                assert olivia.wait_exit() == EXIT_SECRET_REFUSED, olivia.describe()
             else:
                 olivia.wait_event("peer.dial_failed", peer=alice.node_id)
                 olivia.wait_event("join.timeout")
@@ -445,6 +449,7 @@ def test_a_bad_secret_file_on_sighup_keeps_the_old_keyring(tmp_path: Path) -> No
         newcomer_joins_and_leaves(cluster, director.url, "nora", (OLD,), group)
         assert send(alice.socket, "still here")["id"]
         assert not alice.find_events("director.failed")
+        assert not alice.find_events("director.refused_secret")
         links_unchanged(group, links_logged)
 
 
