@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fuzz venv clean bench bench-quick
+.PHONY: demo test test-slow lint fuzz venv clean bench bench-quick
 
 demo: $(STAMP)
 	$(BIN)/python -m chatd.demo $(ARGS)
@@ -12,7 +12,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check chatd chatctl director tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow"
+
+# The tests that wait out deadlines or run traffic for many seconds (secret rotation under
+# traffic, the peer and control ports' deadlines, a paused coordinator): about 1.5 min.
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
 
 # 100,000 inputs per decoder (peer frames, control requests, control lines, the director's
 # proof header, the secret file); `make test`

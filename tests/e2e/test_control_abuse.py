@@ -157,6 +157,7 @@ def test_tail_follower_hanging_up_with_unread_messages(setup: Setup) -> None:
     assert count(alice, "control.failed") == failed  # a hang-up is no error
 
 
+@pytest.mark.slow
 def test_tail_follower_that_never_reads_is_cut_off(setup: Setup) -> None:
     """A follower whose queue overflows is dropped (logged once); the node goes on."""
     alice = setup.alice
@@ -212,6 +213,7 @@ def read_nonblocking(sock: socket.socket) -> tuple[bytes, bool]:
         data += chunk
 
 
+@pytest.mark.slow
 def test_a_burst_of_200_clients_each_holding_half_a_line(setup: Setup) -> None:
     """They all get in (the backlog), do not stop anyone else, and are dropped after the
     line deadline with an answer saying why."""

@@ -274,6 +274,7 @@ def hold_pause(
     return during
 
 
+@pytest.mark.slow
 def test_paused_coordinator_is_replaced_then_reelected(tmp_path: Path) -> None:
     """The paused coordinator is the highest node, so once back the bully makes it
     coordinator again, but only through a new election: it cannot go on in its old term."""

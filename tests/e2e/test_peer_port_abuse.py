@@ -164,6 +164,7 @@ def _closed_by_peer(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_silent_connections_are_capped_and_closed_at_the_deadline(setup: Setup) -> None:
     alice, bob = setup.alice, setup.bob
     baseline = descriptors(alice)
@@ -220,6 +221,7 @@ def test_silent_connections_are_capped_and_closed_at_the_deadline(setup: Setup) 
     wait_for_members([alice, bob])
 
 
+@pytest.mark.slow
 def test_half_sent_tls_hellos_are_closed_at_the_deadline(setup: Setup) -> None:
     alice, bob = setup.alice, setup.bob
     stalled = refused(alice, STALL_REASON)

@@ -172,6 +172,7 @@ def not_in_the_discussion(stale: Node, group: list[Node]) -> None:
     assert not link_events(group, {stale.node_id}), "a group node linked to the stale node"
 
 
+@pytest.mark.slow
 def test_rotating_the_secret_under_traffic_loses_nothing_and_drops_no_link(
     tmp_path: Path,
 ) -> None:
@@ -364,6 +365,7 @@ def stale_node(cluster: Cluster, director: Director, name: str, *secrets: bytes)
     return cluster.spawn_node(name, director.url, secret_file=path).wait_ready()
 
 
+@pytest.mark.slow
 def test_after_the_last_step_a_stale_node_cannot_join(tmp_path: Path) -> None:
     """olivia holds only the removed secret; mia did step 1 but missed step 2, so she still
     proves with it. The coordinator refuses mia's certificate and says why; neither joins."""
