@@ -327,3 +327,13 @@ def test_build_script_is_strict_bash() -> None:
     assert os.access(script, os.X_OK)
     proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "codes"),
+    [("chatd.service", {"2", "3", "4", "5"}), ("chat-director.service", {"2", "3"})],
+)
+def test_exits_a_restart_cannot_cure_are_not_restarted(name: str, codes: set[str]) -> None:
+    # chatd/exits.py: usage, cannot listen, a secret or a clock the director refuses.
+    assert last(load(name), "Service", "Restart") == "on-failure"
+    assert set(last(load(name), "Service", "RestartPreventExitStatus").split()) == codes
