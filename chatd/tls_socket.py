@@ -120,14 +120,37 @@ class TlsSocketStream(trio.abc.Stream):
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             self._check_open()
+            limit = max_bytes or 65536
             try:
-                data = await self._io(self._sock.recv, max_bytes or 65536, writing=False)
+                data = await self._io(self._sock.recv, limit, writing=False)
             except ssl.SSLZeroReturnError:
                 data = b""  # the peer's close_notify: a clean end of file
+            if data and len(data) < limit:
+                data = self._more(data, limit)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
         finally:
             self._receiving = False
+
+    def _more(self, data: bytes, limit: int) -> bytes:
+        """``data`` and whatever else is readable now, up to ``limit`` bytes in all.
+
+        OpenSSL returns one TLS record per read, where a plain socket read returns all that
+        has arrived: under load (frames queued on the link) one record a call would cost a
+        trip through the websocket reader per frame. An error or the end is left for the
+        next call to report."""
+        parts = [data]
+        size = len(data)
+        while size < limit:
+            try:
+                more = self._sock.recv(limit - size)
+            except (ssl.SSLError, OSError, ValueError):
+                break
+            if not more:
+                break
+            parts.append(more)
+            size += len(more)
+        return b"".join(parts) if len(parts) > 1 else data
 
     async def aclose(self) -> None:
         if not self._closed and self._broken is None:

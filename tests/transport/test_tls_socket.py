@@ -91,6 +91,22 @@ async def test_a_large_payload_both_ways_at_once() -> None:
     assert await right.receive_some() == b""  # close_notify: a clean end of file
 
 
+async def test_a_receive_takes_every_record_that_has_arrived() -> None:
+    """OpenSSL reads one TLS record at a time; a receive returns all that is there, as a
+    plain socket's does (frames queued on a link are read in one go)."""
+    left, right = await tls_pair()
+    for i in range(10):
+        await left.send_all(b"%d" % i * 100)  # ten records of 100 bytes
+    sent = b"".join(b"%d" % i * 100 for i in range(10))
+    # On loopback a send is in the peer's receive queue when send_all returns.
+    assert await right.receive_some(4096) == sent
+    await left.send_all(b"x" * 50)
+    assert await right.receive_some(20) == b"x" * 20  # never more than asked
+    assert await right.receive_some() == b"x" * 30
+    await left.aclose()
+    await right.aclose()
+
+
 async def test_a_send_cancelled_midway_breaks_the_stream() -> None:
     left, right = await tls_pair()
     with trio.move_on_after(0.5) as cancelled:
