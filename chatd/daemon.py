@@ -29,7 +29,7 @@ from chatd.identity import Identity
 from chatd.notify import sd_notify
 from chatd.runtime import Runtime
 from chatd.tls import peer_tls
-from chatd.transport import Channel, WebSocketTransport
+from chatd.transport import Channel, WebSocketTransport, host_for_url
 from chatd.wire import MemberRecord, Message
 
 
@@ -88,7 +88,7 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
                 address: str = await nursery.start(transport.serve, serve_peer)
             except OSError as exc:
                 reason = (exc.strerror or str(exc)).lower()
-                where = f"{_host_for_url(options.host)}:{options.port}"
+                where = f"{host_for_url(options.host)}:{options.port}"
                 log.error("node.listen_failed", host=options.host, port=options.port, reason=reason)
                 raise Fatal(EXIT_LISTEN, f"cannot listen on {where}: {reason}") from None
             me = MemberRecord(
@@ -130,10 +130,6 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             await director.aclose()
     log.info("node.stopped")
     return 0
-
-
-def _host_for_url(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def trace_delivery(message: Message) -> None:

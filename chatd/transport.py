@@ -201,7 +201,7 @@ class WebSocketTransport:
             reason = dial_failure(exc, tls=tls is not None)
             verb = "refused" if ssl_error(exc) is not None else "cannot reach"
             raise ConnectError(f"{verb} {address}: {reason}") from None
-        host_header = host if port in (80, 443) else f"{_host_for_url(host)}:{port}"
+        host_header = host if port in (80, 443) else f"{host_for_url(host)}:{port}"
         upgraded = False
         try:
             async with client_websocket(
@@ -246,7 +246,7 @@ class WebSocketTransport:
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, handler, nursery, tallies)
             scheme = "ws" if self.tls is None else "wss"
-            task_status.started(f"{scheme}://{_host_for_url(self.host)}:{port}")
+            task_status.started(f"{scheme}://{host_for_url(self.host)}:{port}")
 
     async def _accept_loop(
         self,
@@ -478,5 +478,6 @@ class _Tally:
             )
 
 
-def _host_for_url(host: str) -> str:
+def host_for_url(host: str) -> str:
+    """``host`` as it goes in a URL: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host else host
