@@ -13,7 +13,9 @@ from attrs import field, frozen
 
 from chatd.wire import bounds as b
 
-PROTOCOL_VERSION = 1
+# 2: links are TLS 1.3 with a group secret, and `auth` proves over both public keys
+# (chat-peer-v2); a node of version 1 is told the versions differ, not a misleading reason.
+PROTOCOL_VERSION = 2
 # A state-transfer chunk holds at most this many messages (the frame cap binds first).
 MAX_DISCUSSION_MESSAGES = 8192
 
