@@ -2,8 +2,8 @@
 non-blocking, waited on through trio.
 
 ``trio.SSLStream`` runs TLS through memory BIOs with a Python layer of locks, retries and
-copies around every read and write: about 50 µs of CPU per frame each way here, as much
-as the rest of a frame's trip through the node (``bench/tls_frames.py``, S8 in
+copies around every read and write: 40-60 µs of CPU per frame here, on 100-140 µs for the
+whole trip of a plain frame over one link (``bench/tls_frames.py``, S8 in
 ``bench/README.md``). An ``SSLSocket`` reads and writes the descriptor in C; this class
 only waits when OpenSSL says it would block. The cryptography is OpenSSL's either way.
 
