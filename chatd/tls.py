@@ -11,7 +11,7 @@ The composition (README: Security):
   only a holder of a group secret completes a TLS handshake at all, and rotating the
   secret rotates the authority with it.
 - The dialer pins the node it meant to reach: the certificate's key must have that
-  node-id as fingerprint (``certificate_node_id``), or the link is refused. The acceptor
+  node-id as fingerprint (``chatd.transport``), or the link is refused. The acceptor
   checks that the ``hello`` names the certificate's key (``chatd.peers.handshake``). The
   group-secret proof inside the channel covers both keys and both nonces.
 
@@ -150,12 +150,13 @@ def _context(protocol: int, chain: bytes, trusted: str) -> ssl.SSLContext:
     context.options |= ssl.OP_NO_TICKET
     if protocol == ssl.PROTOCOL_TLS_SERVER:
         context.num_tickets = 0  # TLS 1.3: OP_NO_TICKET alone still sends stateful ones
-    _load_chain(context, chain)
+    load_chain(context, chain)
     context.load_verify_locations(cadata=trusted)
     return context
 
 
-def _load_chain(context: ssl.SSLContext, chain: bytes) -> None:
+def load_chain(context: ssl.SSLContext, chain: bytes) -> None:
+    """Load a PEM certificate chain and key (``chain``) into ``context`` from memory."""
     # OpenSSL reads a certificate and key only from a path: give it an anonymous memory
     # file, gone when closed, so the node's private key never reaches a disk.
     fd = os.memfd_create("chat-tls", os.MFD_CLOEXEC)

@@ -24,7 +24,6 @@ appear in the raw bytes even without TLS).
 
 from __future__ import annotations
 
-import os
 import ssl
 import threading
 from contextlib import suppress
@@ -39,7 +38,7 @@ from cryptography.x509.oid import NameOID
 from chatd.auth import Keyring
 from chatd.identity import Identity
 from chatd.link_errors import tls_failure
-from chatd.tls import NOT_AFTER, NOT_BEFORE, peer_tls
+from chatd.tls import NOT_AFTER, NOT_BEFORE, load_chain, peer_tls
 
 # How long a connection waits for the relay to be given a target, and how long dialing
 # the target and each TLS handshake may take.
@@ -98,13 +97,7 @@ def _context(protocol: int, chain: bytes) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    # OpenSSL reads a certificate chain only from a path: an anonymous memory file.
-    fd = os.memfd_create("relay-tls", os.MFD_CLOEXEC)
-    try:
-        os.write(fd, chain)
-        context.load_cert_chain(f"/proc/self/fd/{fd}")
-    finally:
-        os.close(fd)
+    load_chain(context, chain)
     return context
 
 
