@@ -162,7 +162,8 @@ class Runtime:
                             data = encoded[id(frame)] = encode_frame(frame)
                         link.send_nowait(data)
                 case Deliver(message):
-                    self.last_delivered[message.node_id] = self.now()
+                    if self.node.ready:  # not the history a joining node is handed
+                        self.last_delivered[message.node_id] = self.now()
                     self._publish(message)
                 case Announce(presence):
                     self._publish(evolve(presence, at=self.wallclock()))
