@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint fuzz venv clean bench bench-quick
+.PHONY: demo test test-slow lint fuzz venv clean bench bench-quick lock
 
 demo: $(STAMP)
 	$(BIN)/python -m chatd.demo $(ARGS)
@@ -33,11 +33,29 @@ lint: $(STAMP)
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# Exactly the locked set (every version and hash; pip and setuptools included), then the
+# project itself without touching it.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Rewrites the three locks from pyproject.toml and requirements-tools.in, keeping every
+# version they pin (ARGS=--upgrade-package NAME, or ARGS=--upgrade, to move):
+# requirements-dev.lock (make venv, CI), then, constrained by it so they never disagree,
+# requirements.lock (what a host or the image runs) and requirements-bench.lock (+ matplotlib).
+LOCK_VENV := .venv-lock
+LOCK := $(LOCK_VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(ARGS)
+
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || \
+		{ $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q pip-tools==7.6.2; }
+	$(LOCK) --extra dev -o requirements-dev.lock pyproject.toml requirements-tools.in
+	$(LOCK) -c requirements-dev.lock -o requirements.lock pyproject.toml requirements-tools.in
+	$(LOCK) --extra dev --extra bench -c requirements-dev.lock -o requirements-bench.lock \
+		pyproject.toml requirements-tools.in
 
 # Benchmarks against ngIRCd and the floor (bench/README.md); bench-quick is CI's smoke run.
 BENCH_STAMP := $(VENV)/.installed-bench
@@ -50,8 +68,8 @@ bench-quick: $(BENCH_STAMP)
 	sh bench/setup.sh
 	$(BIN)/python -m bench --quick $(ARGS)
 
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
+$(BENCH_STAMP): $(STAMP) requirements-bench.lock
+	$(BIN)/pip install -q --require-hashes -r requirements-bench.lock
 	touch $(BENCH_STAMP)
 
 clean:

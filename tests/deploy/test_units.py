@@ -294,10 +294,11 @@ def test_containerfile_runs_as_non_root() -> None:
     assert group not in {"root", "0"}
 
 
-def test_containerfile_installs_with_constraints() -> None:
+def test_containerfile_installs_the_lock() -> None:
     runs = [a for ins, a in containerfile_instructions() if ins == "RUN"]
     assert any(
-        re.search(r"/opt/chat/venv/bin/pip install (.* )?-c constraints\.txt (.* )?\.(\s|$)", r)
+        re.search(r"/opt/chat/venv/bin/pip install --require-hashes -r requirements\.lock(\s|$)", r)
+        and re.search(r"/opt/chat/venv/bin/pip install --no-deps --no-build-isolation \.(\s|$)", r)
         for r in runs
     ), runs
 
