@@ -154,6 +154,15 @@ def cmd_leave(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace, client: Client) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return fail("chat needs a terminal (stdin and stdout); use send and tail -f", EX_USAGE)
+    client.close()
+    from chatctl.chat import main as chat
+
+    return chat(client.path, args.timeout, args.last)
+
+
 def _epilog() -> str:
     doc = __doc__ or ""  # None under python -OO
     return doc[doc.find("Exit codes:") :] if "Exit codes:" in doc else ""
@@ -235,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("history", cmd_history, "show the whole discussion in canonical order")
     command("status", cmd_status, "show this node's view of the discussion")
     command("who", cmd_who, "list the members (* coordinator, (you) this node)")
+    chat = command("chat", cmd_chat, "talk: a full-screen client (/help inside)", json=False)
+    chat.add_argument(
+        "-n", dest="last", type=_non_negative, default=50, metavar="N", help="show the last N (50)"
+    )
     command("leave", cmd_leave, "make the node leave the discussion and exit", json=False)
     return parser
 
