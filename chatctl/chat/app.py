@@ -46,8 +46,8 @@ from chatctl.chat.render import title
 from chatctl.chat.screen import TranscriptControl
 from chatctl.chat.transcript import Pending, Said, Tone, Transcript
 from chatctl.client import ControlError, NoDaemon, RemoteError
-from chatctl.render import status_lines, visible, who_lines
-from chatd.wire import MAX_TEXT_BYTES, MessageView, Status
+from chatctl.render import presence_text, status_lines, visible, who_lines
+from chatd.wire import MAX_TEXT_BYTES, MessageView, PresenceView, Status
 
 # How often the status bar is refreshed when nothing happens (a request to the node).
 STATUS_PERIOD = 2.0
@@ -226,6 +226,9 @@ class ChatSession:
                         self._status_due.set()
                     elif isinstance(event, NodeLeft):
                         why = "left"
+                    elif isinstance(event, PresenceView):
+                        self.transcript.notice(presence_text(event), at=event.at)
+                        self._status_due.set()  # members, roles or our name changed
                     else:
                         self._show(event)
             except ControlError as exc:
@@ -248,7 +251,13 @@ class ChatSession:
 
     def _show(self, message: MessageView) -> None:
         self.transcript.add(
-            Said(message.id, message.node_id, message.name, message.timestamp, message.message)
+            Said(
+                message.id,
+                message.node_id,
+                message.display or message.name,
+                message.timestamp,
+                message.message,
+            )
         )
 
     def _set_link(self, link: Link) -> None:

@@ -34,12 +34,19 @@ from chatd.wire import (
     LeaveRequest,
     MemberView,
     MessageView,
+    NickRequest,
+    NickResponse,
+    PresenceView,
     Request,
     SendRequest,
     SendResponse,
     Status,
     StatusRequest,
     StatusResponse,
+    TaggedMessage,
+    TaggedPresence,
+    TailEnd,
+    TailRequest,
     WhoRequest,
     WhoResponse,
     encode,
@@ -60,7 +67,7 @@ class NodeLeft:
     """The events stream's last line: the node left the discussion cleanly."""
 
 
-Event = Opened | MessageView | NodeLeft
+Event = Opened | MessageView | PresenceView | NodeLeft
 
 
 class Control:
@@ -79,18 +86,20 @@ class Control:
     async def who(self) -> list[MemberView]:
         return (await self._call(WhoRequest(), WhoResponse)).members
 
-    async def nick(self, name: str) -> None:
-        await self._request(_line_of({"op": "nick", "name": name}))
+    async def nick(self, name: str) -> str:
+        """The name the node now has; an invalid name is a ``bad-request`` refusal."""
+        return (await self._call(NickRequest(name=name), NickResponse)).name
 
     async def leave(self) -> None:
         await self._request(_line(LeaveRequest()))
 
     async def events(self, last: int) -> AsyncIterator[Event]:
-        """The last ``last`` messages, then each new one as delivered; ends after
-        ``NodeLeft``; ``ConnectionLost`` when the stream is cut otherwise."""
+        """``Opened``, the last ``last`` messages, then each new message and presence event
+        as delivered; ends after ``NodeLeft``; ``ConnectionLost`` when the stream is cut
+        otherwise."""
         reader, writer = await self._open()
         try:
-            request = _line_of({"op": "tail", "follow": True, "last": last})
+            request = _line(TailRequest(follow=True, last=last, events=True))
             await self._answer_of(reader, writer, request)
             yield Opened()
             while True:
@@ -98,10 +107,15 @@ class Control:
                 if line is None:
                     raise ConnectionLost(f"chatd at {self.path} closed the connection")
                 obj = decode_json_line(line)
-                if isinstance(obj, dict) and "end" in obj:
+                kind = obj.get("kind") if isinstance(obj, dict) else None
+                if kind == "presence":
+                    yield _decode(obj, TaggedPresence).presence
+                elif kind is None and isinstance(obj, dict) and "end" in obj:
+                    _decode(obj, TailEnd)
                     yield NodeLeft()
                     return
-                yield _decode(obj, MessageView)
+                else:
+                    yield _decode(obj, TaggedMessage).message
         finally:
             writer.close()
 
@@ -177,11 +191,7 @@ class Control:
 
 def _line(request: Request) -> bytes:
     # The request classes carry their op as a class constant, not a field.
-    return _line_of({"op": request.OP, **unstructure(request)})
-
-
-def _line_of(obj: dict[str, Any]) -> bytes:
-    return encode(obj) + b"\n"
+    return encode({"op": request.OP, **unstructure(request)}) + b"\n"
 
 
 def _decode(obj: Any, cls: type[T]) -> T:

@@ -65,13 +65,18 @@ def clean(text: str) -> str:
     return visible(text).replace("\t", "    ")
 
 
+def is_action(text: str) -> bool:
+    """``/me waves``: shown as ``* name waves`` (a bare ``/me `` is an ordinary text)."""
+    return text.startswith(ACTION_PREFIX) and bool(text[len(ACTION_PREFIX) :].strip())
+
+
 def entry_fragments(entry: Entry | Pending, own_name: str = "") -> tuple[Line, Line]:
     """``(prefix, body)`` of one entry: continuation lines are indented under the body."""
     if isinstance(entry, Said):
         stamp = ("class:time", hhmm(entry.at) + " ")
         name_style = f"fg:{colour_of(entry.node_id)} bold"
         name = clean(entry.name)
-        if entry.text.startswith(ACTION_PREFIX):
+        if is_action(entry.text):
             action = clean(entry.text[len(ACTION_PREFIX) :])
             return [stamp, ("class:action", "* "), (name_style, name), ("", " ")], [
                 ("class:action", action)
@@ -79,7 +84,7 @@ def entry_fragments(entry: Entry | Pending, own_name: str = "") -> tuple[Line, L
         return [stamp, (name_style, name), ("", ": ")], [("", clean(entry.text))]
     if isinstance(entry, Pending):
         shown = clean(entry.text)
-        if shown.startswith(ACTION_PREFIX):
+        if is_action(shown):
             shown = "* " + clean(own_name) + " " + shown[len(ACTION_PREFIX) :]
         return [("class:pending", f"({entry.state}) ")], [("class:pending", shown)]
     stamp_text = hhmm(entry.at) + " " if entry.at is not None else ""

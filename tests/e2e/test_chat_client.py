@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -28,7 +29,12 @@ from tests.e2e.terminal import ENTER_ALTERNATE, LEAVE_ALTERNATE, Terminal
 
 pytestmark = pytest.mark.e2e
 
-Pair = tuple[Cluster, Node, Node]
+
+class Pair(NamedTuple):
+    cluster: Cluster
+    director: str
+    alice: Node
+    bob: Node
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +43,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     with Cluster(tmp_path_factory.mktemp("chat")) as cluster:
         director = cluster.start_director()
         alice, bob = start_alice_and_bob(cluster, director.url)
-        yield cluster, alice, bob
+        yield Pair(cluster, director.url, alice, bob)
 
 
 @pytest.fixture
@@ -98,7 +104,7 @@ def after_screen(term: Terminal) -> str:
 def test_a_line_typed_in_one_client_reaches_the_other_and_tail(
     pair: Pair, terminals: list[Terminal]
 ) -> None:
-    cluster, alice, bob = pair
+    cluster, _, alice, bob = pair
     tail = tail_f(cluster, bob)
     with_alice, with_bob = open_chat(terminals, alice), open_chat(terminals, bob)
     assert "alice | coordinator | 2 members | connected" in with_alice.text
@@ -125,7 +131,7 @@ def test_a_line_typed_in_one_client_reaches_the_other_and_tail(
 
 
 def test_history_first_and_commands(pair: Pair, terminals: list[Terminal]) -> None:
-    _, alice, bob = pair
+    _, _, alice, bob = pair
     send(alice.socket, "said before the client started")
     term = open_chat(terminals, bob, ready="alice: said before the client started")
     term.line("/who")
@@ -142,10 +148,32 @@ def test_history_first_and_commands(pair: Pair, terminals: list[Terminal]) -> No
     assert set(term.lines[-1]) == {"x"} and "bob: xxx" not in term.text, term.text
 
 
+def test_join_rename_and_leave_are_noticed(pair: Pair, terminals: list[Terminal]) -> None:
+    with_alice = open_chat(terminals, pair.alice)
+    carol = pair.cluster.spawn_node("carol", pair.director).wait_ready()
+    with_alice.wait_for("-- carol joined")
+    with_alice.wait_for("alice | coordinator | 3 members")
+    with_carol = open_chat(terminals, carol, ready="carol | member | 3 members | connected")
+    with_carol.line("/nick caroline")
+    with_alice.wait_for("-- carol is now known as caroline")
+    with_carol.wait_for(" caroline | member")  # her status bar
+    with_carol.line("hello as caroline")
+    with_alice.wait_for("caroline: hello as caroline")
+    with_carol.line("/nick bad#name")
+    with_carol.wait_for("/nick failed:")
+    with_carol.line("/leave")
+    with_carol.wait_for("[y/N]")
+    with_carol.line("y")
+    assert with_carol.wait_exit() == 0
+    with_alice.wait_for("-- caroline left")
+    with_alice.wait_for("alice | coordinator | 2 members")
+    assert carol.wait_exit() == 0
+
+
 def test_resize_to_a_narrow_terminal_wraps_and_still_works(
     pair: Pair, terminals: list[Terminal]
 ) -> None:
-    _, alice, bob = pair
+    _, _, alice, bob = pair
     term = open_chat(terminals, bob)
     term.resize(12, 32)
     term.wait(lambda s: all(len(line) <= 32 for line in s.splitlines()), "a redraw at 32")
@@ -163,7 +191,7 @@ def test_resize_to_a_narrow_terminal_wraps_and_still_works(
 
 
 def test_quit_exits_0_and_the_node_stays(pair: Pair, terminals: list[Terminal]) -> None:
-    bob = pair[2]
+    bob = pair.bob
     term = open_chat(terminals, bob)
     term.line("/quit")
     assert term.wait_exit() == 0
@@ -172,7 +200,7 @@ def test_quit_exits_0_and_the_node_stays(pair: Pair, terminals: list[Terminal]) 
 
 
 def test_ctrl_c_and_ctrl_d_restore_the_terminal(pair: Pair, terminals: list[Terminal]) -> None:
-    bob = pair[2]
+    bob = pair.bob
     term = open_chat(terminals, bob)
     term.type("half a line")
     term.wait_for("> half a line")
