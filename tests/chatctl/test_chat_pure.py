@@ -219,4 +219,4 @@ def test_a_dropped_text_is_shown_with_its_reason_and_never_accepted_ones_are_lis
 
 def test_a_bare_me_is_an_ordinary_text() -> None:
     (line,) = render_entry(Said("m1", ALICE, "alice", AT, "/me "), 80)
-    assert text_of(line) == f"{hhmm(AT)} alice: /me"
+    assert text_of(line) == f"{hhmm(AT)} alice: /me "
