@@ -138,6 +138,10 @@ def test_history_first_and_commands(pair: Pair, terminals: list[Terminal]) -> No
     term.wait(lambda s: "NODE-ID" in s and "bob (you)" in s, "the members table")
     term.line("/status")
     term.wait_for("vector-clock:")
+    term.type("\x1b[A\x1b[A")  # Up, Up: the input history, newest first
+    term.wait(lambda s: s.splitlines()[-1] == "> /who", "/who back in the input line")
+    term.type("\x15")  # Ctrl-U: the line erased
+    term.wait(lambda s: s.splitlines()[-1] == ">", "an empty input line")
     term.line("/frobnicate")
     term.wait_for("unknown command /frobnicate: /help lists the commands")
     term.line("/help")
