@@ -41,7 +41,7 @@ from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.styles import Style
 
 from chatctl.chat import commands
-from chatctl.chat.connection import Control, NodeLeft, Opened
+from chatctl.chat.connection import Control, Opened
 from chatctl.chat.render import title
 from chatctl.chat.screen import TranscriptControl
 from chatctl.chat.transcript import Pending, Said, Tone, Transcript
@@ -79,6 +79,7 @@ class Link(Enum):
     CONNECTED = "connected"
     AWAY = "node went away, waiting for it"
     LEFT = "node left, waiting for it"
+    REFUSED = "events refused, retrying"
     LEAVING = "leaving"
 
 
@@ -160,11 +161,9 @@ class ChatSession:
         return keys
 
     def _status_bar(self) -> StyleAndTextTuples:
-        connection = self.link.value
-        if self.screen.scroll:
-            connection += " | scrolled back: PageDown"
         columns = self.app.output.get_size().columns
-        return list(title(self.name, self.role, self.members, connection, columns))
+        scrolled = self.screen.scroll > 0
+        return list(title(self.name, self.role, self.members, self.link.value, columns, scrolled))
 
     def _prompt(self) -> StyleAndTextTuples:
         if self.confirming_leave:
@@ -216,7 +215,7 @@ class ChatSession:
     async def _follow(self) -> None:
         lost_before = False
         while True:
-            why = ""
+            link, why = Link.LEFT, "the node left the discussion"
             try:
                 async for event in self.control.events(self.last):
                     if isinstance(event, Opened):
@@ -224,28 +223,23 @@ class ChatSession:
                             self.transcript.notice("connected to the node again", at=now())
                         self._set_link(Link.CONNECTED)
                         self._status_due.set()
-                    elif isinstance(event, NodeLeft):
-                        why = "left"
                     elif isinstance(event, PresenceView):
                         self.transcript.notice(presence_text(event), at=event.at)
                         self._status_due.set()  # members, roles or our name changed
-                    else:
+                    elif isinstance(event, MessageView):
                         self._show(event)
+            except RemoteError as exc:  # e.g. busy: too many followers
+                link, why = Link.REFUSED, f"the node refused the events stream ({exc})"
             except ControlError as exc:
-                why = str(exc)
+                link, why = Link.AWAY, f"the node went away ({exc})"
             if self.leaving:
                 self.quit(EXIT_OK, "the node left the discussion")
                 return
-            if self.link is Link.CONNECTED:
+            if self.link is Link.CONNECTED:  # say it once, not at every retry
                 lost_before = True
-                if why == "left":
-                    text = "the node left the discussion"
-                    self._set_link(Link.LEFT)
-                else:
-                    text = f"the node went away ({why})"
-                    self._set_link(Link.AWAY)
+                self._set_link(link)
                 self.transcript.notice(
-                    text + "; waiting for it to come back (/quit closes this window)", at=now()
+                    f"{why}; waiting for it to come back (/quit closes this window)", at=now()
                 )
             await asyncio.sleep(RECONNECT_PERIOD)
 

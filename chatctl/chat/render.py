@@ -153,9 +153,13 @@ def render_entry(entry: Entry | Pending, width: int, own_name: str = "") -> list
     return wrap(prefix, body, width)
 
 
-def title(name: str, role: str, members: int | None, connection: str, width: int) -> list[Fragment]:
-    """The status bar: node name, role, members count, connection state; cut to ``width``."""
-    parts = [clean(name) or "?", role]
+def title(
+    name: str, role: str, members: int | None, connection: str, width: int, scrolled: bool = False
+) -> list[Fragment]:
+    """The status bar: node name, role, members count, connection state; cut to ``width``.
+    Scrolled back, it starts by saying so (first: a narrow bar keeps it)."""
+    parts = ["scrolled back: PageDown"] if scrolled else []
+    parts += [clean(name) or "?", role]
     if members is not None:
         parts.append(f"{members} member{'' if members == 1 else 's'}")
     parts.append(connection)

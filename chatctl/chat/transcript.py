@@ -16,6 +16,8 @@ from attrs import define, field, frozen
 
 # Entries kept for scrolling back; older ones are forgotten (the node keeps the history).
 MAX_ENTRIES = 5000
+# Message ids remembered to show each message once across reconnects.
+MAX_SEEN = 4 * MAX_ENTRIES
 
 _serials = count()
 
@@ -69,18 +71,26 @@ class Transcript:
     entries: deque[Entry] = field(factory=lambda: deque(maxlen=MAX_ENTRIES))
     pending: list[Pending] = field(factory=list)
     _seen: set[str] = field(factory=set)
+    _seen_order: deque[str] = field(factory=deque)
 
     def add(self, entry: Entry) -> bool:
         """Show ``entry``; a message already shown (by id) is not shown twice: False."""
         if isinstance(entry, Said):
             if entry.id in self._seen:
                 return False
-            self._seen.add(entry.id)
+            self._remember(entry.id)
             # The delivered message replaces its pending line.
             self.pending = [p for p in self.pending if p.id != entry.id]
         self.entries.append(entry)
         self.changed()
         return True
+
+    def _remember(self, message_id: str) -> None:
+        # Bounded: a reconnect repeats only the last few messages, never a day's worth.
+        self._seen.add(message_id)
+        self._seen_order.append(message_id)
+        if len(self._seen_order) > MAX_SEEN:
+            self._seen.discard(self._seen_order.popleft())
 
     def notice(self, text: str, tone: Tone = Tone.NOTICE, at: str | None = None) -> None:
         self.add(Notice(text, tone, at))

@@ -180,6 +180,8 @@ def test_title_bar() -> None:
     assert len(fragment[1]) == 60
     (narrow,) = title("alice", "member", 1, "connected", 12)
     assert narrow[1] == " alice | mem"
+    (scrolled,) = title("alice", "member", 1, "connected", 30, scrolled=True)
+    assert scrolled[1] == " scrolled back: PageDown | ali"
 
 
 # -- transcript --

@@ -6,6 +6,7 @@ The screen is read as a terminal shows it (pyte); every wait is for what the scr
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -146,6 +147,15 @@ def test_history_first_and_commands(pair: Pair, terminals: list[Terminal]) -> No
     term.wait_for("unknown command /frobnicate: /help lists the commands")
     term.line("/help")
     term.wait_for("close this client; the node stays in the discussion")
+    assert "said before the client started" not in term.text  # scrolled off the top
+    term.type("\x1b[5~")  # PageUp
+    term.wait(
+        lambda s: "said before the client started" in s and "scrolled back: PageDown" in s,
+        "the history scrolled back into view",
+    )
+    term.type("\x1b[6~")  # PageDown
+    term.wait(lambda s: "scrolled back" not in s, "back at the bottom")
+    assert "close this client; the node stays in the discussion" in term.text
     # Over the limit: a clear error, nothing sent, the text still there to edit.
     term.line("x" * 5000)
     term.wait_for("too long: 5000 bytes, the limit is 4096")
@@ -216,18 +226,34 @@ def test_ctrl_c_and_ctrl_d_restore_the_terminal(pair: Pair, terminals: list[Term
     term.type("\x04")  # on an empty line: the end of input
     assert term.wait_exit() == 0
     assert left_the_screen(term)
+    term = open_chat(terminals, bob)
+    term.child.kill(signal.SIGTERM)
+    assert term.wait_exit() == 128 + signal.SIGTERM
+    assert left_the_screen(term)
     assert status(bob.socket)["role"] == "member"
 
 
-def test_the_node_killed_is_said_and_an_unsent_text_is_reported(
+def test_the_node_killed_is_said_then_picked_up_again_and_unsent_text_reported(
     cluster: Cluster, terminals: list[Terminal]
 ) -> None:
     director = cluster.start_director()
-    _, bob = start_alice_and_bob(cluster, director.url)
+    alice, bob = start_alice_and_bob(cluster, director.url)
+    with_alice = open_chat(terminals, alice)
     term = open_chat(terminals, bob)
     bob.kill()
     term.wait_for("-- the node went away")
     term.wait_for("node went away, waiting for it")  # the status bar
+    term.line("words for later")
+    term.wait_for("(waiting: node gone) words for later")
+    # bob's node comes back (a new process on the same socket): the client picks it up
+    # and sends what was typed meanwhile.
+    bob = cluster.spawn_node("bob", director.url, socket=bob.socket).wait_ready()
+    term.wait_for("-- connected to the node again")
+    said = re.compile(r"bob(#\w+)?: words for later")
+    with_alice.wait(lambda s: said.search(s) is not None, "alice to get the text")
+    term.wait(lambda s: said.search(s) is not None and "(waiting" not in s, "it delivered")
+    bob.kill()
+    term.wait_for("node went away, waiting for it")
     term.line("words for nobody")
     term.wait_for("(waiting: node gone) words for nobody")
     term.line("/quit")
