@@ -207,7 +207,10 @@ class ChatSession:
         the node never accepted."""
         lines = [self.exit_note] if self.exit_note else []
         for item in self.transcript.unsent():
-            lines.append(f"not sent ({item.state.removeprefix('waiting: ')}): {visible(item.text)}")
+            why = item.state.removeprefix("waiting: ")
+            if item.state == "sending":  # asked, not answered: it may have gone through
+                why = "no answer yet, it may have been sent"
+            lines.append(f"not sent ({why}): {visible(item.text)}")
         return lines
 
     # -- the events stream --

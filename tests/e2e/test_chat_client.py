@@ -175,10 +175,14 @@ def test_join_rename_and_leave_are_noticed(pair: Pair, terminals: list[Terminal]
     with_alice.wait_for("caroline: hello as caroline")
     with_carol.line("/nick bad#name")
     with_carol.wait_for("/nick failed:")
+    watching_carol = open_chat(terminals, carol, ready="caroline | member")
     with_carol.line("/leave")
     with_carol.wait_for("[y/N]")
     with_carol.line("y")
     assert with_carol.wait_exit() == 0
+    # Another client of hers stays, and says why.
+    watching_carol.wait_for("-- the node left the discussion; waiting for it to come back")
+    watching_carol.wait_for("node left, waiting for it")
     with_alice.wait_for("-- caroline left")
     with_alice.wait_for("alice | coordinator | 2 members")
     assert carol.wait_exit() == 0
