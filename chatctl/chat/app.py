@@ -163,7 +163,10 @@ class ChatSession:
     def _status_bar(self) -> StyleAndTextTuples:
         columns = self.app.output.get_size().columns
         scrolled = self.screen.scroll > 0
-        return list(title(self.name, self.role, self.members, self.link.value, columns, scrolled))
+        unseen = self.screen.unseen()
+        return list(
+            title(self.name, self.role, self.members, self.link.value, columns, scrolled, unseen)
+        )
 
     def _prompt(self) -> StyleAndTextTuples:
         if self.confirming_leave:

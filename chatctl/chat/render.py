@@ -154,11 +154,20 @@ def render_entry(entry: Entry | Pending, width: int, own_name: str = "") -> list
 
 
 def title(
-    name: str, role: str, members: int | None, connection: str, width: int, scrolled: bool = False
+    name: str,
+    role: str,
+    members: int | None,
+    connection: str,
+    width: int,
+    scrolled: bool = False,
+    unseen: int = 0,
 ) -> list[Fragment]:
     """The status bar: node name, role, members count, connection state; cut to ``width``.
-    Scrolled back, it starts by saying so (first: a narrow bar keeps it)."""
-    parts = ["scrolled back: PageDown"] if scrolled else []
+    Scrolled back, it starts by saying so, with how many lines came in below (first: a
+    narrow bar keeps it)."""
+    parts = []
+    if scrolled:
+        parts.append("scrolled back: PageDown" + (f" ({unseen} new)" if unseen else ""))
     parts += [clean(name) or "?", role]
     if members is not None:
         parts.append(f"{members} member{'' if members == 1 else 's'}")

@@ -8,8 +8,8 @@ messages costs no more per redraw than a screenful.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from itertools import chain
+from collections.abc import Callable, Iterable
+from itertools import chain, dropwhile, takewhile
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.layout.controls import UIContent, UIControl
@@ -24,27 +24,50 @@ class TranscriptControl(UIControl):
         self.own_name = own_name
         self.scroll = 0  # lines scrolled back from the bottom
         self.height = 1  # the pane's height at the last redraw
+        # Scrolled back, the view ends at the entry that was newest when scrolling began,
+        # so what arrives meanwhile does not move the text being read.
+        self._mark: int | None = None
         self._cache: dict[int, tuple[int, list[Line]]] = {}
 
     def is_focusable(self) -> bool:
         return False
 
     def page_up(self) -> None:
+        if self._mark is None:
+            entries = self.transcript.entries
+            self._mark = entries[-1].serial if entries else -1
         self.scroll += max(1, self.height - 1)
 
     def page_down(self) -> None:
         self.scroll = max(0, self.scroll - max(1, self.height - 1))
+        if self.scroll == 0:
+            self.bottom()
 
     def bottom(self) -> None:
         self.scroll = 0
+        self._mark = None
+
+    def unseen(self) -> int:
+        """Entries that arrived below the view while scrolled back."""
+        if self._mark is None:
+            return 0
+        mark = self._mark
+        newer = takewhile(lambda e: e.serial > mark, reversed(self.transcript.entries))
+        return sum(1 for _ in newer)
 
     def create_content(self, width: int, height: int) -> UIContent:
         self.height = height
         wanted = height + self.scroll
+        mark = self._mark
+        entries, pending = self.transcript.entries, self.transcript.pending
+        newest_first: Iterable[Entry | Pending]
+        if mark is None:
+            newest_first = chain(reversed(pending), reversed(entries))
+        else:
+            newest_first = dropwhile(lambda e: e.serial > mark, reversed(entries))
         lines: list[Line] = []
         chunks: list[list[Line]] = []
         got = 0
-        newest_first = chain(reversed(self.transcript.pending), reversed(self.transcript.entries))
         for entry in newest_first:
             chunk = self._lines(entry, width)
             chunks.append(chunk)

@@ -11,6 +11,7 @@ from prompt_toolkit.utils import get_cwidth
 from chatctl.chat import commands
 from chatctl.chat.commands import Help, Leave, Nick, Nothing, Quit, Say, ShowStatus, Usage, Who
 from chatctl.chat.render import PALETTE, Line, colour_of, hhmm, render_entry, title, wrap
+from chatctl.chat.screen import TranscriptControl
 from chatctl.chat.transcript import Notice, Pending, Said, Tone, Transcript
 
 ALICE = "3fa2" + "0" * 28
@@ -222,3 +223,37 @@ def test_a_dropped_text_is_shown_with_its_reason_and_never_accepted_ones_are_lis
 def test_a_bare_me_is_an_ordinary_text() -> None:
     (line,) = render_entry(Said("m1", ALICE, "alice", AT, "/me "), 80)
     assert text_of(line) == f"{hhmm(AT)} alice: /me "
+
+
+# -- the discussion pane --
+
+
+def shown(pane: TranscriptControl, width: int = 40, height: int = 5) -> list[str]:
+    content = pane.create_content(width, height)
+    return [text_of(content.get_line(i)) for i in range(content.line_count)]
+
+
+def test_the_pane_shows_the_newest_lines_at_the_bottom() -> None:
+    transcript = Transcript()
+    pane = TranscriptControl(transcript, lambda: "bob")
+    transcript.info(["one", "two"])
+    assert shown(pane) == ["", "", "", "one", "two"]
+    transcript.queue("typed", "sending")
+    assert shown(pane)[-1] == "(sending) typed"
+
+
+def test_scrolling_back_holds_the_view_while_lines_arrive() -> None:
+    transcript = Transcript()
+    pane = TranscriptControl(transcript, lambda: "bob")
+    transcript.info([f"line {n}" for n in range(20)])
+    assert shown(pane) == [f"line {n}" for n in range(15, 20)]
+    pane.page_up()  # a page is the pane's height less one line
+    assert shown(pane) == [f"line {n}" for n in range(11, 16)]
+    transcript.info(["new 1", "new 2"])
+    assert shown(pane) == [f"line {n}" for n in range(11, 16)] and pane.unseen() == 2
+    for _ in range(10):
+        pane.page_up()
+    assert shown(pane)[0] == "line 0"  # stops at the top
+    for _ in range(10):
+        pane.page_down()
+    assert shown(pane)[-2:] == ["new 1", "new 2"] and pane.scroll == 0 and pane.unseen() == 0

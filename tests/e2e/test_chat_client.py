@@ -153,9 +153,14 @@ def test_history_first_and_commands(pair: Pair, terminals: list[Terminal]) -> No
         lambda s: "said before the client started" in s and "scrolled back: PageDown" in s,
         "the history scrolled back into view",
     )
+    # What arrives meanwhile does not move the text being read; the bar counts it.
+    screen = term.text.splitlines()[:-2]
+    send(alice.socket, "said while bob reads back")
+    term.wait_for("scrolled back: PageDown (1 new)")
+    assert term.text.splitlines()[:-2] == screen
     term.type("\x1b[6~")  # PageDown
     term.wait(lambda s: "scrolled back" not in s, "back at the bottom")
-    assert "close this client; the node stays in the discussion" in term.text
+    assert "alice: said while bob reads back" in term.text
     # Over the limit: a clear error, nothing sent, the text still there to edit.
     term.line("x" * 5000)
     term.wait_for("too long: 5000 bytes, the limit is 4096")
