@@ -3,6 +3,9 @@ wrapping, the transcript's bookkeeping."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,7 +13,7 @@ from prompt_toolkit.utils import get_cwidth
 
 from chatctl.chat import commands
 from chatctl.chat.commands import Help, Leave, Nick, Nothing, Quit, Say, ShowStatus, Usage, Who
-from chatctl.chat.render import PALETTE, Line, colour_of, hhmm, render_entry, title, wrap
+from chatctl.chat.render import PALETTE, colour_of, hhmm, render_entry, title, wrap
 from chatctl.chat.screen import TranscriptControl
 from chatctl.chat.transcript import Notice, Pending, Said, Tone, Transcript
 
@@ -18,8 +21,8 @@ ALICE = "3fa2" + "0" * 28
 AT = "2026-03-01T12:34:56+00:00"
 
 
-def text_of(line: Line) -> str:
-    return "".join(text for _, text in line)
+def text_of(line: Sequence[tuple[Any, ...]]) -> str:
+    return "".join(fragment[1] for fragment in line)
 
 
 # -- commands --
