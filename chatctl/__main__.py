@@ -8,7 +8,8 @@ Exit codes:
   0     success; also Ctrl-C during tail --follow, stdout closed early (| head), and
         tail --follow ended by its node leaving cleanly ("-- node left" on stderr)
   1     any other failure
-  2     usage error; also chatctl without a command (the help is printed)
+  2     usage error; also chatctl without a command (the help is printed), and chat
+        without a terminal
   10+n  chatd refused the request with error code C, n = chatd.wire.ERROR_CODES[C]:
         12 bad-request, 13 too-large, 14 not-ready, 15 forbidden, 16 leaving,
         17 internal, 18 busy, 19 rate-limited (10: a code this chatctl does not know)
@@ -19,7 +20,7 @@ Exit codes:
   75    no answer within --timeout seconds
   76    chatd's answer is malformed
   77    permission denied on the socket
-  130   interrupted (Ctrl-C), except during tail --follow
+  130   interrupted (Ctrl-C), except during tail --follow; also Ctrl-C in chat
 """
 
 from __future__ import annotations

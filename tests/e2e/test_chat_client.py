@@ -222,7 +222,9 @@ def test_quit_exits_0_and_the_node_stays(pair: Pair, terminals: list[Terminal]) 
     assert status(bob.socket)["role"] == "member"
 
 
-def test_ctrl_c_and_ctrl_d_restore_the_terminal(pair: Pair, terminals: list[Terminal]) -> None:
+def test_ctrl_c_ctrl_d_and_signals_restore_the_terminal(
+    pair: Pair, terminals: list[Terminal]
+) -> None:
     bob = pair.bob
     term = open_chat(terminals, bob)
     term.type("half a line")
@@ -235,10 +237,11 @@ def test_ctrl_c_and_ctrl_d_restore_the_terminal(pair: Pair, terminals: list[Term
     term.type("\x04")  # on an empty line: the end of input
     assert term.wait_exit() == 0
     assert left_the_screen(term)
-    term = open_chat(terminals, bob)
-    term.child.kill(signal.SIGTERM)
-    assert term.wait_exit() == 128 + signal.SIGTERM
-    assert left_the_screen(term)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        term = open_chat(terminals, bob)
+        term.child.kill(signum)
+        assert term.wait_exit() == 128 + signum
+        assert left_the_screen(term)
     assert status(bob.socket)["role"] == "member"
 
 
