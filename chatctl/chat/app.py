@@ -41,6 +41,7 @@ from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.styles import Style
 
 from chatctl.chat import commands
+from chatctl.chat.complete import ChatCompleter
 from chatctl.chat.connection import Control, Opened
 from chatctl.chat.render import title
 from chatctl.chat.screen import TranscriptControl
@@ -108,8 +109,13 @@ class ChatSession:
         self._changed = asyncio.Event()  # the outbox or the link changed: wake the sender
         self._status_due = asyncio.Event()
         self.screen = TranscriptControl(self.transcript, lambda: self.name)
+        self.member_names = [m.name for m in status.members]
         self.buffer = Buffer(
-            multiline=False, history=InMemoryHistory(), accept_handler=self._accept
+            multiline=False,
+            history=InMemoryHistory(),
+            completer=ChatCompleter(lambda: self.member_names),
+            complete_while_typing=False,  # Tab cycles through the matches
+            accept_handler=self._accept,
         )
         self.app: Application[int] = Application(
             layout=self._layout(),
@@ -333,6 +339,7 @@ class ChatSession:
     def _update(self, status: Status) -> None:
         shown = (self.name, self.role, self.members)
         self.name, self.role, self.members = status.name, status.role, len(status.members)
+        self.member_names = [m.name for m in status.members]
         if (self.name, self.role, self.members) != shown:
             self._changed.set()
             self._redraw()

@@ -121,7 +121,8 @@ def help_lines() -> list[str]:
     lines += [f"  {usage:<{width}}  {summary}" for usage, summary in COMMANDS.values()]
     lines += [
         f"  {'//TEXT':<{width}}  send TEXT starting with '/'",
-        "keys: Enter send · Up/Down input history · PageUp/PageDown scroll ·"
-        " Ctrl-C or Ctrl-D (empty line) quit (the node stays) · Ctrl-L redraw",
+        "keys: Enter send · Tab complete a command or name · Up/Down input history ·"
+        " PageUp/PageDown scroll · Ctrl-C or Ctrl-D (empty line) quit (the node stays) ·"
+        " Ctrl-L redraw",
     ]
     return lines

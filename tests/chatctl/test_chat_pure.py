@@ -13,6 +13,7 @@ from prompt_toolkit.utils import get_cwidth
 
 from chatctl.chat import commands
 from chatctl.chat.commands import Help, Leave, Nick, Nothing, Quit, Say, ShowStatus, Usage, Who
+from chatctl.chat.complete import candidates
 from chatctl.chat.render import PALETTE, colour_of, hhmm, render_entry, title, wrap
 from chatctl.chat.screen import TranscriptControl
 from chatctl.chat.transcript import Notice, Pending, Said, Tone, Transcript
@@ -260,3 +261,24 @@ def test_scrolling_back_holds_the_view_while_lines_arrive() -> None:
     for _ in range(10):
         pane.page_down()
     assert shown(pane)[-2:] == ["new 1", "new 2"] and pane.scroll == 0 and pane.unseen() == 0
+
+
+# -- completion --
+
+
+@pytest.mark.parametrize(
+    ("before", "expected"),
+    [
+        ("/w", (["/who "], 2)),
+        ("/", ([f"/{name} " for name in commands.COMMANDS], 1)),
+        ("/x", ([], 2)),
+        ("ca", (["carol: ", "Casimir: "], 2)),  # at the start: addressed to
+        ("hi ca", (["carol ", "Casimir "], 2)),
+        ("hi CAR", (["carol "], 3)),
+        ("hi carol", ([], 5)),  # complete already
+        ("hi ", ([], 0)),
+        ("", ([], 0)),
+    ],
+)
+def test_completion(before: str, expected: tuple[list[str], int]) -> None:
+    assert candidates(before, ["carol", "Casimir", "bob", "carol"]) == expected

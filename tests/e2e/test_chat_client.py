@@ -135,7 +135,9 @@ def test_history_first_and_commands(pair: Pair, terminals: list[Terminal]) -> No
     _, _, alice, bob = pair
     send(alice.socket, "said before the client started")
     term = open_chat(terminals, bob, ready="alice: said before the client started")
-    term.line("/who")
+    term.type("/wh\t")  # Tab completes the command
+    term.wait(lambda s: s.splitlines()[-1] == "> /who", "/who completed")
+    term.type("\r")
     term.wait(lambda s: "NODE-ID" in s and "bob (you)" in s, "the members table")
     term.line("/status")
     term.wait_for("vector-clock:")
