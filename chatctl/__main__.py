@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     nick.add_argument("name", metavar="NAME", help="1-32 characters, no '#' or control/bidi")
     chat = command("chat", cmd_chat, "talk: a full-screen client (/help inside)", json=False)
     chat.add_argument(
-        "-n", dest="last", type=_non_negative, default=50, metavar="N", help="show the last N (50)"
+        "-n", dest="last", type=_non_negative, default=50, metavar="N", help="last N first (50)"
     )
     command("leave", cmd_leave, "make the node leave the discussion and exit", json=False)
     return parser
