@@ -8,7 +8,8 @@ Exit codes:
   0     success; also Ctrl-C during tail --follow, stdout closed early (| head), and
         tail --follow ended by its node leaving cleanly ("-- node left" on stderr)
   1     any other failure
-  2     usage error; also chatctl without a command (the help is printed)
+  2     usage error; also chatctl without a command (the help is printed), and chat
+        without a terminal
   10+n  chatd refused the request with error code C, n = chatd.wire.ERROR_CODES[C]:
         12 bad-request, 13 too-large, 14 not-ready, 15 forbidden, 16 leaving,
         17 internal, 18 busy, 19 rate-limited (10: a code this chatctl does not know)
@@ -19,7 +20,7 @@ Exit codes:
   75    no answer within --timeout seconds
   76    chatd's answer is malformed
   77    permission denied on the socket
-  130   interrupted (Ctrl-C), except during tail --follow
+  130   interrupted (Ctrl-C), except during tail --follow; also Ctrl-C in chat
 """
 
 from __future__ import annotations
@@ -172,6 +173,15 @@ def cmd_leave(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace, client: Client) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return fail("chat needs a terminal (stdin and stdout); use send and tail -f", EX_USAGE)
+    client.close()
+    from chatctl.chat import main as chat
+
+    return chat(client.path, args.timeout, args.last)
+
+
 def _epilog() -> str:
     doc = __doc__ or ""  # None under python -OO
     return doc[doc.find("Exit codes:") :] if "Exit codes:" in doc else ""
@@ -265,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("who", cmd_who, "list the members: name, role, link, idle time ((you): this node)")
     nick = command("nick", cmd_nick, "rename this node; every member sees it (renamed)")
     nick.add_argument("name", metavar="NAME", help="1-32 characters, no '#' or control/bidi")
+    chat = command("chat", cmd_chat, "talk: a full-screen client (/help inside)", json=False)
+    chat.add_argument(
+        "-n", dest="last", type=_non_negative, default=50, metavar="N", help="last N first (50)"
+    )
     command("leave", cmd_leave, "make the node leave the discussion and exit", json=False)
     return parser
 

@@ -66,6 +66,11 @@ def message_line(message: MessageView) -> str:
 
 def presence_line(event: PresenceView) -> str:
     """``HH:MM:SS -- alice joined`` and the like, for a presence event."""
+    return f"{clock(event.at)} -- {presence_text(event)}"
+
+
+def presence_text(event: PresenceView) -> str:
+    """``alice joined`` and the like: what a presence event says, with display names."""
     name = visible(event.display or event.name)
     match event.event:
         case "joined" | "left" | "rejoined":
@@ -78,7 +83,7 @@ def presence_line(event: PresenceView) -> str:
             what = f"{visible(event.old_name or '?')} is now known as {name}"
         case _:  # a newer chatd's event: still shown
             what = f"{name} {visible(event.event)}"
-    return f"{clock(event.at)} -- {what}"
+    return what
 
 
 def idle(seconds: float | None) -> str:

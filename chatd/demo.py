@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             " (every link between the nodes is TLS 1.3)."
         )
         print("Talk to it from another terminal:\n")
+        print(f"  {chatctl} --socket {socks['alice']} chat   (full screen; /help, /quit)")
         for name in NAMES:
             print(f"  {chatctl} --socket {socks[name]} send 'hello from {name}'")
         print(f"  {chatctl} --socket {socks['bob']} tail -f")

@@ -33,6 +33,7 @@ def test_demo_runs_the_exchange_and_leaves_nothing_behind(tmp_path: Path) -> Non
     assert any("bob: So once the last of us leaves" in line for line in lines)
     assert any("carol: Exactly." in line for line in lines)
     assert sum("chatctl --socket" in line for line in lines) >= 3
+    assert any("alice.sock chat " in line for line in lines), "the demo suggests chatctl chat"
     assert list(tmp_path.iterdir()) == [], "the demo left files behind"
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert leftovers.stdout == "", "the demo left processes behind"
