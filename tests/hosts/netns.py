@@ -6,7 +6,8 @@ gains nothing: no interface, no address, no route, nothing to clash with. A host
 can be taken down and up again (a partition, or a host that vanishes without a FIN).
 
 Namespace names carry the test process's pid, so concurrent runs do not collide and the
-leftovers of a run that was killed (its pid gone) are removed by the next one. ``close``
+leftovers of a run that was killed (its pid gone) are removed by the next one, its working
+directory (``workdir``) too. ``close``
 kills every process still in a host, then deletes every namespace, on any exit.
 """
 
@@ -16,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -36,6 +38,11 @@ def unavailable() -> str | None:
     if probe.returncode != 0:
         return f"ip netns is unavailable: {probe.stderr.strip()}"
     return None
+
+
+def workdir() -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory for this run's hosts, named so ``remove_stale`` finds it."""
+    return tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-")
 
 
 def ip(*args: str) -> str:
@@ -64,15 +71,22 @@ def kill_all_in(namespace: str) -> list[int]:
     return pids
 
 
+def gone(name: str) -> bool:
+    """Whether ``name`` (PREFIX + pid + "-" + ...) belongs to a run whose process is gone."""
+    owner = name.removeprefix(PREFIX).split("-", 1)[0]
+    return name.startswith(PREFIX) and owner.isdigit() and not Path(f"/proc/{owner}").exists()
+
+
 def remove_stale() -> None:
-    """Delete the namespaces (and their processes) of earlier runs whose process is gone."""
+    """Remove what earlier runs killed before their cleanup left: namespaces (their
+    processes killed first) and working directories in the temporary directory."""
     for name in namespaces():
-        if not name.startswith(PREFIX):
-            continue
-        owner = name.removeprefix(PREFIX).split("-", 1)[0]
-        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+        if gone(name):
             kill_all_in(name)
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        if gone(path.name):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass(frozen=True)

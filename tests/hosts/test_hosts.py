@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 
 from tests.e2e.harness import Process, overall_deadline, wait_until
 from tests.hosts.lab import Lab
-from tests.hosts.netns import Network, namespaces, unavailable
+from tests.hosts.netns import Network, namespaces, unavailable, workdir
 from tests.hosts.readme import ReadmeCommands, readme_commands
 
 WHY_NOT = unavailable()
@@ -43,7 +42,7 @@ TAIL_LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<name>\S+): (?P<text>.*)$")
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     """Four hosts; on exit (pass or fail) every process killed and every namespace gone."""
-    with tempfile.TemporaryDirectory(prefix="chathosts-") as tmp:
+    with workdir() as tmp:
         with Network(ADDRESSES) as network, Lab(network, Path(tmp)) as made:
             yield made
             started = [p.pid for p in made.processes]
