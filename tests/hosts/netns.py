@@ -34,9 +34,12 @@ def unavailable() -> str | None:
         return "needs root (ip netns); run as root, e.g. sudo make test-hosts"
     if shutil.which("ip") is None:
         return "needs ip (Debian package iproute2)"
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"ip netns is unavailable: {probe.stderr.strip()}"
+    # Listing is not enough (a container may forbid making one): make one and delete it.
+    probe = f"{PREFIX}{os.getpid()}-probe"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    if made.returncode != 0:
+        return f"ip netns is unavailable here: {made.stderr.strip()}"
     return None
 
 

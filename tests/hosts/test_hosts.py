@@ -25,11 +25,7 @@ from tests.hosts.lab import Lab
 from tests.hosts.netns import Network, namespaces, unavailable, workdir
 from tests.hosts.readme import ReadmeCommands, readme_commands
 
-WHY_NOT = unavailable()
-pytestmark = [
-    pytest.mark.hosts,
-    pytest.mark.skipif(WHY_NOT is not None, reason=f"multi-host tests: {WHY_NOT}"),
-]
+pytestmark = pytest.mark.hosts
 
 DIRECTOR = "director"
 NAMES = ("alice", "bob", "carol")
@@ -42,6 +38,8 @@ TAIL_LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<name>\S+): (?P<text>.*)$")
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     """Four hosts; on exit (pass or fail) every process killed and every namespace gone."""
+    if why_not := unavailable():
+        pytest.skip(f"multi-host tests: {why_not}")
     with workdir() as tmp:
         with Network(ADDRESSES) as network, Lab(network, Path(tmp)) as made:
             yield made
