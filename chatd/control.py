@@ -495,7 +495,10 @@ def status_of(runtime: Runtime) -> Status:
         link = runtime.links.get(peer)
         cipher = link.channel.cipher if link is not None else None
         heard = round(now - node.last_heard.get(peer, now), 3)
-        peers.append(PeerView(peer, hello.name, heard, cipher is not None, cipher))
+        # The membership has the name now; the hello, the one the link was opened under.
+        member = node.members.get(peer)
+        name = member.name if member is not None else hello.name
+        peers.append(PeerView(peer, name, heard, cipher is not None, cipher))
     return Status(
         node_id=node.node_id,
         name=node.me.name,

@@ -119,6 +119,8 @@ def test_join_rename_leave_and_timeout_are_seen(cluster: Cluster) -> None:
         assert members[bob.node_id]["idle"] is not None
         assert members[carol.node_id]["idle"] is None  # carol has said nothing
         assert members[alice.node_id]["link"] == "self"
+        peers = {p["node-id"]: p["name"] for p in status(alice.socket)["peers"]}
+        assert peers.get(bob.node_id) == "bobby", peers  # not the name of its hello
         human = chatctl(alice.socket, "who")
         assert human.returncode == 0 and "bobby" in human.stdout, human
 
