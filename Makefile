@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint fuzz venv clean bench bench-quick
+.PHONY: demo test test-slow test-systemd lint fuzz venv clean bench bench-quick
 
 demo: $(STAMP)
 	$(BIN)/python -m chatd.demo $(ARGS)
@@ -26,6 +26,11 @@ test-slow: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python -m chatd.testing.fuzz $(ARGS)
 	CHAT_FUZZ_EXAMPLES=1500 $(BIN)/pytest -q tests/core/test_adversary_machine.py
+
+# The units under a real systemd, booted with systemd-nspawn in a Debian tree cached in
+# /var/cache/chat-test (deploy/test-systemd.sh; needs root). The first run builds the tree.
+test-systemd: $(STAMP)
+	bash deploy/test-systemd.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check chatd chatctl director tests bench
