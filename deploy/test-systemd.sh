@@ -80,6 +80,6 @@ fi
 say "tree $root, wheel $(basename "$scratch"/wheel/*.whl)"
 status=0
 CHAT_SYSTEMD_ROOT=$root CHAT_SYSTEMD_WHEELS=$scratch/wheel CHAT_SYSTEMD_LOCK=$LOCK \
-    .venv/bin/pytest -v -p no:cacheprovider tests/systemd || status=$?
+    .venv/bin/pytest -v -p no:cacheprovider --durations=5 tests/systemd || status=$?
 say "total $(($(date +%s) - started)) s (exit $status)"
 exit $status

@@ -4,7 +4,7 @@ in a Debian tree with ``systemd-nspawn -b`` (deploy/test-systemd.sh; ``make test
 The tests run in file order against one booted container, as an operator would go: set
 up as deploy/README.md says, check readiness, names, sockets, chatctl, a message, the
 status lines and watchdog, the sandbox, a secret rotation by ``systemctl reload``, a hung
-node restarted by the watchdog, and ``systemctl stop``.
+node restarted by the watchdog, an operator group, and ``systemctl stop``.
 """
 
 from __future__ import annotations
@@ -68,6 +68,27 @@ ROTATION = [
     "(umask 077; cat NEW > /etc/chat/secret.new) && mv /etc/chat/secret.new /etc/chat/secret",
 ]
 RELOAD = "systemctl reload chat-director 'chatd@*'"
+
+# deploy/README.md, "Reaching chatd with chatctl": members of a group (carol) may use
+# bob's socket, others (dave) may not.
+OPERATORS = r"""
+set -eu
+groupadd --system chat-ops
+useradd --no-create-home --shell /usr/sbin/nologin --groups chat-ops carol
+useradd --no-create-home --shell /usr/sbin/nologin dave
+mkdir -p /etc/systemd/system/chatd@bob.service.d
+cat > /etc/systemd/system/chatd@bob.service.d/operators.conf <<'EOF'
+[Service]
+PrivateUsers=no
+ProtectProc=default
+RuntimeDirectoryMode=0711
+SupplementaryGroups=chat-ops
+SystemCallFilter=@chown
+EOF
+echo 'CHATD_OPTS=--control-gid chat-ops' >> /etc/chat/chatd-bob.env
+systemctl daemon-reload
+systemctl restart chatd@bob.service
+"""
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="systemd-nspawn needs root")
 
@@ -356,6 +377,22 @@ def test_a_hung_node_is_killed_by_the_watchdog_and_restarted(machine: Machine) -
     )
     assert props["MainPID"] != old and props["NRestarts"] == "1", props
     wait_until(lambda: both_members(machine), 45, "the restarted alice to rejoin bob")
+
+
+def test_an_operator_group_member_may_use_the_socket(machine: Machine) -> None:
+    machine.out("sh", "-c", OPERATORS)
+    (mine,) = chatctl(machine, "bob", "status", user="carol")
+    assert mine["name"] == "bob", "carol (group chat-ops) uses bob's socket"
+    listing = machine.out("stat", "-c", "%a %G", socket_of("bob")).split()
+    assert listing == ["660", "chat-ops"], f"bob's socket: {listing}"
+    refused = machine.run("chatctl", "--socket", socket_of("bob"), "who", user="dave")
+    assert refused.returncode == 77, f"dave on bob's socket: {refused}"
+    assert "uid" in refused.stderr and "may not open it" in refused.stderr, refused.stderr
+    assert not events(machine, "chatd@bob.service", "control.chgrp_failed")
+    # alice, without the drop-in, still lets in root and her own user only.
+    carol_on_alice = machine.run("chatctl", "--socket", socket_of("alice"), "who", user="carol")
+    assert carol_on_alice.returncode == 77, f"carol on alice's socket: {carol_on_alice}"
+    wait_until(lambda: both_members(machine), TIMEOUT, "bob to rejoin after the restart")
 
 
 def test_stop_exits_0_and_removes_the_runtime_directory(machine: Machine) -> None:
