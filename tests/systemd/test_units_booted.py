@@ -4,7 +4,8 @@ in a Debian tree with ``systemd-nspawn -b`` (deploy/test-systemd.sh; ``make test
 The tests run in file order against one booted container, as an operator would go: set
 up as deploy/README.md says, check readiness, names, sockets, chatctl, a message, the
 status lines and watchdog, the sandbox, a secret rotation by ``systemctl reload``, a hung
-node restarted by the watchdog, an operator group, and ``systemctl stop``.
+node restarted by the watchdog, an operator group, the single-node unit, and ``systemctl
+stop``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ EOF
 echo 'CHATD_OPTS=--control-gid chat-ops' >> /etc/chat/chatd-bob.env
 systemctl daemon-reload
 systemctl restart chatd@bob.service
+"""
+
+# deploy/README.md, "One node on a host" (here beside the instances: its own socket).
+SINGLE = """install -m 0644 systemd/chatd.service /etc/systemd/system/
+systemctl daemon-reload
+systemctl enable --now chatd.service
 """
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="systemd-nspawn needs root")
@@ -393,6 +400,29 @@ def test_an_operator_group_member_may_use_the_socket(machine: Machine) -> None:
     carol_on_alice = machine.run("chatctl", "--socket", socket_of("alice"), "who", user="carol")
     assert carol_on_alice.returncode == 77, f"carol on alice's socket: {carol_on_alice}"
     wait_until(lambda: both_members(machine), TIMEOUT, "bob to rejoin after the restart")
+
+
+def test_the_single_node_unit(machine: Machine) -> None:
+    """chatd.service beside the instances: named after the host, its own socket, reload
+    and stop."""
+    unit, sock = "chatd.service", "/run/chatd/control.sock"
+    machine.out("sh", "-c", f"cd /mnt/chat && {SINGLE}")
+    host = machine.out("cat", "/proc/sys/kernel/hostname").strip()
+    done = machine.run("chatctl", "--socket", sock, "status", "--json")
+    assert done.returncode == 0, f"{unit} is not ready when started: {done.stderr}"
+    assert json.loads(done.stdout)["name"] == host, f"{unit} is not named after the host"
+
+    def members() -> int:
+        view = json.loads(machine.out("chatctl", "--socket", sock, "status", "--json"))
+        return len(view["members"])
+
+    wait_until(lambda: members() == 3, TIMEOUT, f"{unit} to join alice and bob")
+    machine.out("systemctl", "reload", unit)
+    wait_until(partial(logged, machine, unit, "secret.reloaded", 1), TIMEOUT, "its reload")
+    machine.out("systemctl", "stop", unit)
+    props = machine.show(unit, "Result", "ExecMainCode", "ExecMainStatus")
+    assert props == {"Result": "success", "ExecMainCode": "1", "ExecMainStatus": "0"}, props
+    assert machine.run("test", "-e", "/run/chatd").returncode != 0, "/run/chatd is left"
 
 
 def test_stop_exits_0_and_removes_the_runtime_directory(machine: Machine) -> None:
