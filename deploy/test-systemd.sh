@@ -44,6 +44,9 @@ base=$CACHE/base-$base_key
 root=$CACHE/root-$root_key
 wheels=$CACHE/wheels-$root_key
 mkdir -p "$CACHE"
+# One run at a time per cache: a second waits rather than rebuild the tree under the first.
+exec 9>"$CACHE/.lock"
+flock 9
 
 # The source as it is in the working tree: tracked and new files, not ignored ones.
 scratch=$(mktemp -d /tmp/chat-test-systemd.XXXXXX)
