@@ -45,16 +45,25 @@ class Machine:
         self.pid = wait_until(self._init_pid, BOOT_TIMEOUT, "the container's systemd to start")
 
     def _init_pid(self) -> int | None:
+        """The container's systemd: a child of nspawn, running systemd, in a PID namespace
+        of its own. All three are checked, as nspawn's other, short-lived children share
+        this machine's namespaces, and a command entered there would run on the host."""
         if self.nspawn.poll() is not None:
             raise GaveUp(f"systemd-nspawn exited {self.nspawn.returncode} (see its log)")
+        ours = os.readlink("/proc/self/ns/pid")
         for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) != self.nspawn.pid:
                     continue
-                if int(fields[1]) == self.nspawn.pid:
-                    return int(entry.name)
+                comm = (entry / "comm").read_text().strip()
+                namespace = os.readlink(entry / "ns" / "pid")
+            except OSError:
+                continue
+            if comm == "systemd" and namespace != ours:
+                return int(entry.name)
         return None
 
     def run(
