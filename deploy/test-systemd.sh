@@ -18,7 +18,9 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 
 # The pinned set the Makefile installs from: the one place to change when it is renamed.
-LOCK=constraints.txt
+# Either constraints (name==version lines: the project's dependencies at those versions) or
+# a hashed lock (--hash= lines: exactly its packages, every file checked).
+LOCK=${CHAT_LOCK:-constraints.txt}
 CACHE=${CHAT_TEST_CACHE:-/var/cache/chat-test/systemd-root}
 MIRROR=${CHAT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
@@ -54,6 +56,16 @@ trap 'rm -rf "$scratch"' EXIT
 mkdir "$scratch/src" "$scratch/wheel"
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -C "$scratch/src" -xf -
 
+# The dependencies as the lock says: with hashes, exactly its packages; as constraints,
+# the project's dependencies at its versions.
+if grep -q -- '--hash=' "$LOCK"; then
+    pinned=(--require-hashes -r /mnt/lock.txt)
+    wheel_args=(--require-hashes -r "$LOCK")
+else
+    pinned=(-c /mnt/lock.txt chat)
+    wheel_args=(-c "$LOCK" "$scratch/src")
+fi
+
 if [ ! -d "$base" ]; then
     say "building the Debian tree $base (debootstrap, once)"
     rm -rf "$CACHE"/base-* "$CACHE"/root-* "$CACHE"/wheels-*
@@ -64,14 +76,14 @@ if [ ! -d "$root" ]; then
     say "installing the pinned dependencies into $root:/opt/chat/venv (once per lock)"
     rm -rf "$CACHE"/root-* "$CACHE"/wheels-*
     # Resolved here, with this machine's pip configuration; installed offline inside.
-    "$VENV_PIP" wheel -q -c "$LOCK" -w "$wheels.tmp" "$scratch/src"
+    "$VENV_PIP" wheel -q -w "$wheels.tmp" "${wheel_args[@]}"
     mv "$wheels.tmp" "$wheels"
     cp -a --reflink=auto "$base" "$root.tmp"
     systemd-nspawn -q --register=no --keep-unit -D "$root.tmp" \
-        --bind-ro="$wheels":/mnt/wheels --bind-ro="$PWD/$LOCK":/mnt/lock.txt --pipe \
+        --bind-ro="$wheels":/mnt/wheels --bind-ro="$(realpath "$LOCK")":/mnt/lock.txt --pipe \
         sh -c 'python3 -m venv /opt/chat/venv &&
-            /opt/chat/venv/bin/pip install -q --no-index --find-links /mnt/wheels \
-                -c /mnt/lock.txt chat' >&2
+            /opt/chat/venv/bin/pip install -q --no-index --find-links /mnt/wheels "$@"' \
+        sh "${pinned[@]}" >&2
     mv "$root.tmp" "$root"
 fi
 
