@@ -18,6 +18,9 @@ from typing import IO, TypeVar
 
 T = TypeVar("T")
 
+# Journals saved after a failure (the container and its journal are gone once it stops).
+KEPT_JOURNALS: list[str] = []
+
 PATH = "/opt/chat/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BOOT_TIMEOUT = 90.0
 

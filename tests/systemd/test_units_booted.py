@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.systemd.machine import Machine, is_root, wait_until
+from tests.systemd.machine import KEPT_JOURNALS, Machine, is_root, wait_until
 
 ROOT = Path(os.environ.get("CHAT_SYSTEMD_ROOT", "/nonexistent"))
 WHEELS = Path(os.environ.get("CHAT_SYSTEMD_WHEELS", "/nonexistent"))
@@ -101,7 +101,7 @@ pytestmark = pytest.mark.skipif(not is_root(), reason="systemd-nspawn needs root
 
 
 @pytest.fixture(scope="module")
-def machine() -> Iterator[Machine]:
+def machine(request: pytest.FixtureRequest) -> Iterator[Machine]:
     binds = [(WHEELS, "/mnt/wheels"), (REPO, "/mnt/chat")]
     with tempfile.NamedTemporaryFile("w+", prefix="chat-systemd-boot-", suffix=".log") as log:
         box = Machine(ROOT, binds, log)
@@ -113,10 +113,23 @@ def machine() -> Iterator[Machine]:
             )
             assert state in ("running", "degraded"), f"the container's systemd is {state}"
             yield box
+            if request.session.testsfailed:
+                keep_journal(box)
         finally:
             code = box.shutdown()
             log.seek(0)
             assert code == 0, f"systemd-nspawn exited {code}; its output:\n{log.read()[-3000:]}"
+
+
+def keep_journal(box: Machine) -> None:
+    """After a failure, the container's whole journal outlives it, in a file that the
+    summary names (conftest.py)."""
+    text = box.run("journalctl", "--no-pager", "-o", "short-monotonic").stdout
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="chat-systemd-journal-", suffix=".log", delete=False
+    ) as kept:
+        kept.write(text)
+    KEPT_JOURNALS.append(kept.name)
 
 
 # --- helpers ------------------------------------------------------------------------------
