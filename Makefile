@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-hosts lint fuzz venv clean bench bench-quick lock
+.PHONY: demo test test-slow test-hosts test-systemd lint fuzz venv clean bench bench-quick lock
 
 demo: $(STAMP)
 	$(BIN)/python -m chatd.demo $(ARGS)
@@ -32,6 +32,11 @@ test-hosts: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python -m chatd.testing.fuzz $(ARGS)
 	CHAT_FUZZ_EXAMPLES=1500 $(BIN)/pytest -q tests/core/test_adversary_machine.py
+
+# The units under a real systemd, booted with systemd-nspawn in a Debian tree cached in
+# /var/cache/chat-test (deploy/test-systemd.sh; needs root). The first run builds the tree.
+test-systemd: $(STAMP)
+	bash deploy/test-systemd.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check chatd chatctl director tests bench

@@ -13,6 +13,7 @@ import random
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from chatd.core.node import Node, Role
 from chatd.director_client import DirectorClient, DirectorError
 from chatd.exits import EXIT_LISTEN, Fatal
 from chatd.identity import Identity
-from chatd.notify import sd_notify
+from chatd.notify import sd_notify, start_service_tasks
 from chatd.runtime import Runtime
 from chatd.tls import peer_tls
 from chatd.transport import Channel, WebSocketTransport, host_for_url
@@ -118,6 +119,7 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             # Started (its handler installed) before READY: SIGHUP's default is to terminate.
             await nursery.start(_watch_reload, options.secret_file, runtime, transport, director)
             sd_notify("READY=1")
+            start_service_tasks(nursery, partial(node_status, runtime))
             node.log.info(
                 "node.ready",
                 address=address,
@@ -130,6 +132,20 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             await director.aclose()
     log.info("node.stopped")
     return 0
+
+
+def node_status(runtime: Runtime) -> str:
+    """The one line ``systemctl status`` shows for this node (STATUS=): name, role,
+    members, term, and what is wrong with the director if anything is."""
+    node = runtime.node
+    count = len(node.members)
+    text = (
+        f"{node.me.name}: {node.role.value}, {count} member{'' if count == 1 else 's'},"
+        f" term {node.term}"
+    )
+    if runtime.director_error is not None:
+        text += f"; director: {runtime.director_error}"
+    return text
 
 
 def trace_delivery(message: Message) -> None:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from chatd.auth import Keyring, SecretError, load_keyring
 from chatd.exits import EXIT_LISTEN
 from chatd.log import configure, get_logger
-from chatd.notify import sd_notify
+from chatd.notify import sd_notify, service_tasks
 from director.app import DirectorApp
 from director.registry import Registry
 from director.serve import TlsFiles, hypercorn_config, serve_director
@@ -99,15 +99,26 @@ async def run_director(
                 tls=tls is not None,
             )
             sd_notify("READY=1")
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    _reload_secrets(app, secret_file, log)
-                    continue
-                log.info("director.stopping", signal=signal.Signals(signum).name)
-                sd_notify("STOPPING=1")
-                stop.set()
-                break
+            async with service_tasks(partial(director_status, app)):
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        _reload_secrets(app, secret_file, log)
+                        continue
+                    log.info("director.stopping", signal=signal.Signals(signum).name)
+                    sd_notify("STOPPING=1")
+                    stop.set()
+                    break
     log.info("director.stopped")
+
+
+def director_status(app: DirectorApp) -> str:
+    """The one line ``systemctl status chat-director`` shows (STATUS=)."""
+    registry = app.registry
+    record = registry.current(app.clock())
+    if record is None:
+        return f"no coordinator, highest term {registry.max_term}"
+    state = "starting" if registry.provisional else "coordinator"
+    return f"{state} {record.node_id[:8]} at {record.public_address}, term {record.term}"
 
 
 def _reload_secrets(app: DirectorApp, secret_file: str | None, log: Any) -> None:

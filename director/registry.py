@@ -93,6 +93,13 @@ class Registry:
     def max_term(self) -> int:
         return self._max_term
 
+    def current(self, now: float) -> CoordinatorRecord | None:
+        """The record held unless ``expire(now)`` would forget it; changes nothing."""
+        record = self._record
+        if record is None or self.ttl is None or now - self._refreshed_at <= self.ttl:
+            return record
+        return None
+
     def expire(self, now: float) -> CoordinatorRecord | None:
         """Forget a record not refreshed within ``ttl``; returns the record forgotten."""
         record = self._record

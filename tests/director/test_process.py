@@ -1,4 +1,5 @@
-"""The real ``chat-director`` process: start on port 0, readiness, secret, SIGTERM."""
+"""The real ``chat-director`` process: start on port 0, readiness, status and watchdog
+notifications, secret, SIGTERM."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ async def read_events(process: trio.Process, events: trio.MemorySendChannel[Any]
                 await events.send(json.loads(line))
 
 
+async def datagrams_until(notify: trio.socket.SocketType, wanted: bytes) -> list[bytes]:
+    """The notifications received up to and including ``wanted``; the caller's deadline
+    bounds the wait."""
+    got: list[bytes] = []
+    while wanted not in got:
+        got.append(await notify.recv(200))
+    return got
+
+
 async def wait_until_healthy(client: DirectorClient) -> None:
     """Poll /healthz; the caller's deadline bounds the wait."""
     while True:
@@ -50,7 +60,9 @@ async def test_director_process(tmp_path: Path) -> None:
     secret_file.write_bytes(SECRET + b"\n")
     node = NodeRegistration(node_id="n1", address="ws://127.0.0.1:1", public_address="ws://n1")
     notify_name = f"chat-director-test-{os.getpid()}"
-    env = {**os.environ, "NOTIFY_SOCKET": "@" + notify_name}
+    # WATCHDOG_USEC without WATCHDOG_PID: the pid is not known before the start.
+    env = {**os.environ, "NOTIFY_SOCKET": "@" + notify_name, "WATCHDOG_USEC": "2000000"}
+    env.pop("WATCHDOG_PID", None)
     with trio.fail_after(30), trio.socket.socket(AF_UNIX, SOCK_DGRAM) as notify:
         await notify.bind("\0" + notify_name)
         async with trio.open_nursery() as nursery:
@@ -73,6 +85,7 @@ async def test_director_process(tmp_path: Path) -> None:
                 ready = await anext(e async for e in events if e["event"] == "director.ready")
                 url = f"http://127.0.0.1:{ready['port']}"
                 assert await notify.recv(100) == b"READY=1"
+                notes = await datagrams_until(notify, b"STATUS=no coordinator, highest term 0")
                 assert ready["address"] == url and ready["secure"] is True
                 async with DirectorClient(url, Keyring.of(SECRET), 5) as client:
                     await wait_until_healthy(client)
@@ -82,15 +95,20 @@ async def test_director_process(tmp_path: Path) -> None:
                     )
                     assert await client.register_coordinator(record) is None
                     assert await client.coordinator() == record
+                notes += await datagrams_until(notify, b"STATUS=coordinator n1 at ws://n1, term 1")
                 async with DirectorClient(url, None, 5) as unsigned:
                     with pytest.raises(DirectorError, match="403 forbidden"):
                         await unsigned.register_node(node)
                 process.send_signal(signal.SIGTERM)
                 assert await process.wait() == 0
-                assert await notify.recv(100) == b"STOPPING=1"
-                seen = [e["event"] async for e in events]
-                assert "director.request.refused" in seen
-                assert seen[-2:] == ["director.stopping", "director.stopped"]
+                notes += await datagrams_until(notify, b"STOPPING=1")
+                assert b"WATCHDOG=1" in notes  # sent as soon as ready, then every second
+                others = [d for d in notes if d != b"WATCHDOG=1"]
+                assert others[-1:] == [b"STOPPING=1"], notes
+                assert all(d.startswith(b"STATUS=") for d in others[:-1]), notes
+                logged = [e["event"] async for e in events]
+                assert "director.request.refused" in logged
+                assert logged[-2:] == ["director.stopping", "director.stopped"]
             finally:
                 if process.returncode is None:
                     process.kill()
