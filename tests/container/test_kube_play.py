@@ -154,6 +154,15 @@ def test_the_manifests_run_unchanged_under_podman(kube: Kube) -> None:
         assert text not in podman("logs", container).stdout
     assert all(status(c)["secure"] for c in nodes.values())  # type: ignore[index]
 
+    # chatd is the container's PID 1 (the shell execs it): SIGHUP reads the secret again,
+    # as a rotation needs (deploy/README.md).
+    reloaded = nodes["chatd-pod-2"]
+    podman("exec", reloaded, "sh", "-c", "kill -HUP 1")
+    wait_for(
+        "chatd-pod-2 reads its secret again",
+        lambda: '"secret.reloaded"' in podman("logs", reloaded).stdout,
+    )
+
     # The liveness probes, run by podman as health checks.
     assert health(director) == (0, "healthy")
     for container in nodes.values():
