@@ -38,6 +38,30 @@ fuzz: $(STAMP)
 test-systemd: $(STAMP)
 	bash deploy/test-systemd.sh
 
+# Containers, as root (deploy/README.md): podman and what it needs from Debian's packages
+# when missing, the Debian base image once, the image from this tree, then a director and
+# three nodes with `podman run` and deploy/kube/ with `podman kube play`; the manifests are
+# first checked against Kubernetes' schemas (offline). test-kube: the manifests only.
+KUBE_VALIDATE := $(VENV)/kube-validate/bin/kubernetes-validate
+CONTAINER_SETUP := deploy/setup-podman.sh && deploy/build-image.sh
+
+.PHONY: test-container test-kube
+
+test-container: $(STAMP) $(KUBE_VALIDATE)
+	$(KUBE_VALIDATE) --strict --quiet deploy/kube/*.yaml
+	$(CONTAINER_SETUP)
+	CHAT_CONTAINER_TESTS=1 $(BIN)/pytest -q tests/container
+
+test-kube: $(STAMP) $(KUBE_VALIDATE)
+	$(KUBE_VALIDATE) --strict --quiet deploy/kube/*.yaml
+	$(CONTAINER_SETUP)
+	CHAT_CONTAINER_TESTS=1 $(BIN)/pytest -q tests/container/test_kube_play.py
+
+# A tool, not a dependency of the project: its own venv inside .venv.
+$(KUBE_VALIDATE): $(STAMP)
+	$(PYTHON) -m venv $(VENV)/kube-validate
+	$(VENV)/kube-validate/bin/pip install -q kubernetes-validate==1.37.0
+
 lint: $(STAMP)
 	$(BIN)/ruff check chatd chatctl director tests bench
 	$(BIN)/mypy

@@ -13,6 +13,7 @@ Exit codes:
   10+n  chatd refused the request with error code C, n = chatd.wire.ERROR_CODES[C]:
         12 bad-request, 13 too-large, 14 not-ready, 15 forbidden, 16 leaving,
         17 internal, 18 busy, 19 rate-limited (10: a code this chatctl does not know)
+        (14 also: status --check, the node has not joined the discussion)
   65    send -: stdin is not valid text
   69    no chatd at the socket path (no socket file, or nobody accepting on it)
   74    chatd closed the connection before answering, or a tail --follow was cut off
@@ -57,6 +58,9 @@ EX_TEMPFAIL = 75
 EX_PROTOCOL = 76
 EX_NOPERM = 77
 EX_INTERRUPTED = 130
+# status --check: the node runs but is not in the discussion (the daemon's "not-ready").
+EX_NOT_JOINED = EX_REMOTE + ERROR_CODES["not-ready"]
+JOINED_ROLES = frozenset({"member", "coordinator"})
 
 _EXIT_CODES: tuple[tuple[type[ControlError], int], ...] = (
     (NoDaemon, EX_UNAVAILABLE),
@@ -144,7 +148,13 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     status = client.status()
     if args.json:
         out(render.json_line(status))
-    else:
+    if args.check:
+        summary = render.check_line(status)
+        if status.role not in JOINED_ROLES:
+            return fail(f"not joined: {summary}", EX_NOT_JOINED)
+        if not args.json:
+            out(summary)
+    elif not args.json:
         for line in render.status_lines(status):
             out(line)
     return 0
@@ -271,7 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", dest="last", type=_non_negative, default=10, metavar="N", help="last N (10)"
     )
     command("history", cmd_history, "show the whole discussion in canonical order")
-    command("status", cmd_status, "show this node's view of the discussion")
+    status = command("status", cmd_status, "show this node's view of the discussion")
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="one line, and exit 14 unless the node has joined (a health check)",
+    )
     command("who", cmd_who, "list the members: name, role, link, idle time ((you): this node)")
     nick = command("nick", cmd_nick, "rename this node; every member sees it (renamed)")
     nick.add_argument("name", metavar="NAME", help="1-32 characters, no '#' or control/bidi")

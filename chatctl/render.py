@@ -132,6 +132,14 @@ def status_lines(status: Status) -> list[str]:
     return lines
 
 
+def check_line(status: Status) -> str:
+    """``status --check``'s one line: the role, the members, the coordinator and the
+    director as the node last found it ("ok", or its last error)."""
+    coordinator = short(status.coordinator) if status.coordinator else "none"
+    line = f"{status.role}, {len(status.members)} members, coordinator {coordinator}"
+    return line + (f", director: {visible(status.director)}" if status.director else "")
+
+
 def secure_line(status: Status) -> str:
     if status.secure:
         return "yes (group secret; every link TLS 1.3)"
