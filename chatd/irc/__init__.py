@@ -1,0 +1,7 @@
+"""The IRC gateway (``chatd --irc``): any IRC client becomes a chat client of this node.
+
+``parse`` (lines), ``numerics``, ``nicks`` (display names -> nicks), ``channel`` (texts <->
+lines of ``#chat``), ``node`` (what the gateway needs of the node), ``session``
+(registration and a connection's tasks), ``commands`` (a registered client's commands and
+the node's deliveries), ``server`` (the listener, options and password).
+"""
