@@ -44,7 +44,7 @@ from chatctl.client import (
     connect,
 )
 from chatd.paths import resolve_socket_path
-from chatd.wire import ERROR_CODES
+from chatd.wire import ERROR_CODES, PresenceView, TaggedMessage, TaggedPresence
 
 EX_FAILURE = 1
 EX_USAGE = 2
@@ -108,10 +108,21 @@ def cmd_send(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_tail(args: argparse.Namespace, client: Client) -> int:
     try:
-        for message in client.tail(last=args.last, follow=args.follow):
-            out(render.json_line(message) if args.json else render.message_line(message))
-            if args.follow:
-                sys.stdout.flush()
+        if args.json and not args.events:  # the plain message lines scripts rely on
+            for message in client.tail(last=args.last, follow=args.follow):
+                out(render.json_line(message))
+                if args.follow:
+                    sys.stdout.flush()
+        else:
+            for item in client.events(last=args.last, follow=args.follow):
+                if isinstance(item, PresenceView):
+                    line = TaggedPresence(presence=item) if args.json else None
+                    out(render.json_line(line) if line else render.presence_line(item))
+                else:
+                    tagged = TaggedMessage(message=item) if args.json else None
+                    out(render.json_line(tagged) if tagged else render.message_line(item))
+                if args.follow:
+                    sys.stdout.flush()
     except KeyboardInterrupt:
         if args.follow:  # the usual way to stop following: not a failure
             return 0
@@ -146,6 +157,13 @@ def cmd_who(args: argparse.Namespace, client: Client) -> int:
         return 0
     for line in render.who_lines(members):
         out(line)
+    return 0
+
+
+def cmd_nick(args: argparse.Namespace, client: Client) -> int:
+    name = client.nick(args.name)
+    if args.json:
+        out(render.json_line({"name": name}))
     return 0
 
 
@@ -227,14 +245,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     send = command("send", cmd_send, "send a message ('-': one message per line of stdin)")
     send.add_argument("text", nargs="+", metavar="TEXT", help="words, joined by spaces")
-    tail = command("tail", cmd_tail, "show the last messages, and with -f each new one")
+    tail = command(
+        "tail",
+        cmd_tail,
+        "show the last messages, and with -f each new one and presence notices (-- alice joined)",
+    )
     tail.add_argument("-f", "--follow", action="store_true", help="keep showing new messages")
+    tail.add_argument(
+        "--events",
+        action="store_true",
+        help="with --json: tag each line with its kind (message or presence) and include"
+        " presence events",
+    )
     tail.add_argument(
         "-n", dest="last", type=_non_negative, default=10, metavar="N", help="last N (10)"
     )
     command("history", cmd_history, "show the whole discussion in canonical order")
     command("status", cmd_status, "show this node's view of the discussion")
-    command("who", cmd_who, "list the members (* coordinator, (you) this node)")
+    command("who", cmd_who, "list the members: name, role, link, idle time ((you): this node)")
+    nick = command("nick", cmd_nick, "rename this node; every member sees it (renamed)")
+    nick.add_argument("name", metavar="NAME", help="1-32 characters, no '#' or control/bidi")
     command("leave", cmd_leave, "make the node leave the discussion and exit", json=False)
     return parser
 

@@ -35,12 +35,17 @@ from chatd.wire import (
     LeaveRequest,
     MemberView,
     MessageView,
+    NickRequest,
+    NickResponse,
+    PresenceView,
     Request,
     SendRequest,
     SendResponse,
     Status,
     StatusRequest,
     StatusResponse,
+    TaggedMessage,
+    TaggedPresence,
     TailEnd,
     TailRequest,
     WhoRequest,
@@ -173,6 +178,11 @@ class Client:
     def who(self) -> list[MemberView]:
         return self._call(WhoRequest(), WhoResponse).members
 
+    def nick(self, name: str) -> str:
+        """Rename the node; returns the name it now has. An invalid name is a
+        ``RemoteError`` with code ``bad-request`` and the reason."""
+        return self._call(NickRequest(name=name), NickResponse).name
+
     def leave(self) -> None:
         """Ask the node to leave the discussion and exit."""
         self.request(LeaveRequest())
@@ -194,7 +204,33 @@ class Client:
             raise
         return self._tail_lines(follow)
 
+    def events(
+        self, last: int = 10, follow: bool = False
+    ) -> Generator[MessageView | PresenceView, None, None]:
+        """As ``tail``, with the node's presence events (joined, left, timed-out, rejoined,
+        coordinator, renamed) in order among the messages while following."""
+        try:
+            self.request(TailRequest(follow=follow, last=last, events=True))
+        except BaseException:
+            self.close()
+            raise
+        return self._event_lines(follow)
+
+    def _event_lines(self, follow: bool) -> Generator[MessageView | PresenceView, None, None]:
+        for obj in self._tail_objects(follow):
+            kind = obj.get("kind") if isinstance(obj, dict) else None
+            if kind == "presence":
+                yield self._decode(obj, TaggedPresence).presence
+            elif kind is None:  # an untagged message line, as before events existed
+                yield self._decode(obj, MessageView)
+            else:
+                yield self._decode(obj, TaggedMessage).message
+
     def _tail_lines(self, follow: bool) -> Generator[MessageView, None, None]:
+        for obj in self._tail_objects(follow):
+            yield self._decode(obj, MessageView)
+
+    def _tail_objects(self, follow: bool) -> Generator[Any, None, None]:
         try:
             while True:
                 line = self._readline(None if follow else self._deadline())
@@ -206,7 +242,7 @@ class Client:
                 if follow and isinstance(obj, dict) and "end" in obj:
                     self._decode(obj, TailEnd)  # the node left cleanly
                     return
-                yield self._decode(obj, MessageView)
+                yield obj
         finally:
             self.close()
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from chatd.wire import MemberView, MessageView, Status, encode
+from chatd.wire import MemberView, MessageView, PresenceView, Status, encode
 
 SHORT_ID = 12
 
@@ -51,9 +51,44 @@ def clock(timestamp: str) -> str:
         return visible(timestamp)  # still show something rather than hide the message
 
 
+# An action (``/me waves``) is an ordinary message whose text starts with this.
+ACTION = "/me "
+
+
 def message_line(message: MessageView) -> str:
-    """``HH:MM:SS name: text``."""
-    return f"{clock(message.timestamp)} {visible(message.name)}: {visible(message.message)}"
+    """``HH:MM:SS name: text``, or ``HH:MM:SS * name waves`` for a ``/me`` action; the
+    name is the display name (``name#xxxx`` when several members share it)."""
+    name = visible(message.display or message.name)
+    if message.message.startswith(ACTION) and message.message[len(ACTION) :].strip():
+        return f"{clock(message.timestamp)} * {name} {visible(message.message[len(ACTION) :])}"
+    return f"{clock(message.timestamp)} {name}: {visible(message.message)}"
+
+
+def presence_line(event: PresenceView) -> str:
+    """``HH:MM:SS -- alice joined`` and the like, for a presence event."""
+    name = visible(event.display or event.name)
+    match event.event:
+        case "joined" | "left" | "rejoined":
+            what = f"{name} {event.event}"
+        case "timed-out":
+            what = f"{name} left (timed out)"
+        case "coordinator":
+            what = f"{name} is now coordinator"
+        case "renamed":
+            what = f"{visible(event.old_name or '?')} is now known as {name}"
+        case _:  # a newer chatd's event: still shown
+            what = f"{name} {visible(event.event)}"
+    return f"{clock(event.at)} -- {what}"
+
+
+def idle(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m"
+    return f"{seconds // 3600:.0f}h"
 
 
 def status_lines(status: Status) -> list[str]:
@@ -105,20 +140,16 @@ def secure_line(status: Status) -> str:
 
 
 def who_lines(members: Iterable[MemberView]) -> list[str]:
-    """A table of members; ``*`` marks the coordinator, ``(you)`` the local node; the link
-    from this node to each, with how long ago it was last heard; the address peers dial
-    (the advertised one, not the listen address)."""
-    rows = [("", "NODE-ID", "NAME", "LINK", "ADDRESS")]
+    """A table of members: display name (``(you)`` marks the local node), role, the link
+    from this node to each (up, down, or self), idle time (since its last message this
+    node delivered), node-id, and the address peers dial (the advertised one)."""
+    rows = [("NAME", "ROLE", "LINK", "IDLE", "NODE-ID", "ADDRESS")]
     for m in members:
-        mark = "*" if m.role == "coordinator" else ""
-        name = visible(m.name) + (" (you)" if m.link == "self" else "")
-        link: str = "-" if m.link == "self" else m.link
-        if m.link == "up" and m.last_heard is not None:
-            link = f"up {m.last_heard:.1f}s"
-        rows.append((mark, short(m.node_id), name, link, visible(m.public_address)))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        name = visible(m.display or m.name) + (" (you)" if m.link == "self" else "")
+        rows.append(
+            (name, m.role, m.link, idle(m.idle), short(m.node_id), visible(m.public_address))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)] + [0]
     return [
-        f"{mark:<{widths[0]}} {node:<{widths[1]}}  {name:<{widths[2]}}  {link:<{widths[3]}}  "
-        f"{address}".rstrip()
-        for mark, node, name, link, address in rows
+        "  ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]

@@ -22,6 +22,7 @@ from chatd.daemon import Options, run_chatd
 from chatd.director_client import DirectorError, check_base_url, load_director_cert
 from chatd.exits import find_fatal
 from chatd.irc.server import IrcOptionError, IrcSettings, load_password, parse_address
+from chatd.names import name_problem
 from chatd.paths import resolve_socket_path
 from chatd.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
 
@@ -45,7 +46,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="wss://HOST:PORT",
         help="address peers should dial (ws:// with --insecure)",
     )
-    p.add_argument("--name", default=None, help="display name (default: the user name)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="display name: 1-32 characters, no '#', controls or bidi/format characters"
+        " (default: the user name)",
+    )
     p.add_argument("--priority", type=int, default=0, help="election priority (higher wins)")
     p.add_argument("--socket", metavar="PATH", help="control socket path")
     p.add_argument(
@@ -174,14 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     elif args.irc_password_file is not None or args.irc_allow_remote:
         print("chatd: --irc-password-file and --irc-allow-remote need --irc", file=sys.stderr)
         return 2
-    name = args.name or _default_name()
+    if args.name is not None and (problem := name_problem(args.name)) is not None:
+        print(f"chatd: --name: {problem}", file=sys.stderr)
+        return 2
+    name = args.name if args.name is not None else _default_name()
     options = Options(
         director=args.director,
         director_cert=director_cert,
         host=args.host,
         port=args.port,
         advertise=args.advertise,
-        name=name[:64],
+        name=name,
         priority=args.priority,
         socket=resolve_socket_path(args.socket, os.environ, os.getuid()),
         socket_explicit=bool(args.socket or os.environ.get("CHATD_SOCKET")),
@@ -218,10 +227,12 @@ def _gid(value: str) -> int:
 
 
 def _default_name() -> str:
+    """The user name, if it is a valid name (chatd.names), else "node"."""
     try:
-        return getpass.getuser()
+        user = getpass.getuser()
     except (KeyError, OSError):
         return "node"
+    return user if name_problem(user) is None else "node"
 
 
 if __name__ == "__main__":

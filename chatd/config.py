@@ -37,6 +37,12 @@ class Config:
     director_refusal_span: float = 2.0
     # Groups up to this size are a full mesh; larger ones a ring with chords.
     full_mesh_max: int = 6
+    # Renames (chatctl nick): a node allows itself, and the coordinator allows each member,
+    # rename_burst at once and rename_rate a second on average. A member whose name in the
+    # membership is not the one it chose asks the coordinator again this often at most.
+    rename_rate: float = 0.2
+    rename_burst: int = 3
+    rename_retry: float = 2.0
     # Largest chat text, UTF-8 bytes.
     max_text_bytes: int = MAX_TEXT_BYTES
     # Largest websocket message accepted from a peer.

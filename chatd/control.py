@@ -31,7 +31,9 @@ from attrs import frozen
 
 from chatd.core.abuse import TokenBucket
 from chatd.core.node import NodeError, Role
+from chatd.core.presence import Presence
 from chatd.exits import EXIT_FAILURE, Fatal
+from chatd.names import display_name, display_names
 from chatd.runtime import Runtime
 from chatd.wire import (
     DecodeError,
@@ -42,15 +44,21 @@ from chatd.wire import (
     IrcView,
     LeaveRequest,
     MemberView,
+    Message,
     MessageView,
+    NickRequest,
+    NickResponse,
     OkResponse,
     PeerView,
+    PresenceView,
     Request,
     SendRequest,
     SendResponse,
     Status,
     StatusRequest,
     StatusResponse,
+    TaggedMessage,
+    TaggedPresence,
     TailEnd,
     TailRequest,
     WhoRequest,
@@ -254,6 +262,7 @@ class ControlServer:
             StatusRequest: self._status,
             WhoRequest: self._who,
             LeaveRequest: self._leave,
+            NickRequest: self._nick,
         }
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -404,7 +413,7 @@ class ControlServer:
         if self.runtime.node.role is Role.LEAVING:
             raise NodeError("leaving", "this node is leaving")
         message = self.runtime.send_text(request.text)
-        return SendResponse(MessageView.of(message))
+        return SendResponse(view_of(self.runtime, message))
 
     async def _tail(self, request: TailRequest, stream: trio.SocketStream) -> None:
         if request.last < 0:
@@ -413,7 +422,7 @@ class ControlServer:
             recent = self.runtime.node.history.last(request.last)
             await self._answer(stream, OkResponse())
             for message in recent:
-                await self._answer(stream, MessageView.of(message))
+                await self._answer(stream, line_of(self.runtime, message, request.events))
             return None
         if self.followers >= self.config.tail_followers_max:
             self.limited.warning("control.busy", followers=self.followers)
@@ -434,18 +443,21 @@ class ControlServer:
         async with trio.open_nursery() as nursery:
             cut_off = nursery.cancel_scope
             # Subscribe before the snapshot, so nothing falls between the two.
-            with self.runtime.subscribe(on_drop=cut_off.cancel) as live:
+            live = self.runtime.subscribe(on_drop=cut_off.cancel, presence=request.events)
+            with live:
                 recent = self.runtime.node.history.last(request.last)
                 nursery.start_soon(_cancel_on_eof, stream, cut_off)
                 # No write deadline here: a pager the user paused is allowed to lag, up to
                 # the subscription's queue.
                 await stream.send_all(encode(OkResponse()) + b"\n")
                 for message in recent:
-                    await stream.send_all(encode(MessageView.of(message)) + b"\n")
+                    line = line_of(self.runtime, message, request.events)
+                    await stream.send_all(encode(line) + b"\n")
                 shown = {m.id for m in recent}
-                async for message in live:
-                    if message.id not in shown:
-                        await stream.send_all(encode(MessageView.of(message)) + b"\n")
+                async for item in live:
+                    if isinstance(item, Presence) or item.id not in shown:
+                        line = line_of(self.runtime, item, request.events)
+                        await stream.send_all(encode(line) + b"\n")
                 if self.runtime.node.role is Role.LEAVING:
                     # The node left cleanly: say so, so that the client can tell this from
                     # a lost connection. Shielded: the node stops (cancelling this task)
@@ -455,13 +467,20 @@ class ControlServer:
                 cut_off.cancel()  # the node is stopping
 
     async def _history(self, request: HistoryRequest, stream: trio.SocketStream) -> Any:
-        return HistoryResponse([MessageView.of(m) for m in self.runtime.node.history])
+        shown = _shown(self.runtime)
+        return HistoryResponse(
+            [MessageView.of(m, shown.get(m.node_id, "")) for m in self.runtime.node.history]
+        )
 
     async def _status(self, request: StatusRequest, stream: trio.SocketStream) -> Any:
         return StatusResponse(status_of(self.runtime, self.irc))
 
     async def _who(self, request: WhoRequest, stream: trio.SocketStream) -> Any:
         return WhoResponse(members_of(self.runtime))
+
+    async def _nick(self, request: NickRequest, stream: trio.SocketStream) -> Any:
+        self.runtime.rename(request.name)
+        return NickResponse(self.runtime.node.me.name)
 
     async def _leave(self, request: LeaveRequest, stream: trio.SocketStream) -> Any:
         self.log.info("control.leave")
@@ -498,12 +517,39 @@ def status_of(runtime: Runtime, irc: IrcView | None = None) -> Status:
     )
 
 
+def _shown(runtime: Runtime) -> dict[str, str]:
+    """The display name of every current member (chatd.names)."""
+    return display_names((m.node_id, m.name) for m in runtime.node.members.values())
+
+
+def view_of(runtime: Runtime, message: Message) -> MessageView:
+    members = ((m.node_id, m.name) for m in runtime.node.members.values())
+    return MessageView.of(message, display_name(message.node_id, message.name, members))
+
+
+def line_of(
+    runtime: Runtime, item: Message | Presence, tagged: bool
+) -> MessageView | TaggedMessage | TaggedPresence:
+    """One line of a ``tail``: a message as it always was, or (``tagged``, the ``events``
+    form) a message or a presence event tagged with its kind."""
+    if isinstance(item, Message):
+        view = view_of(runtime, item)
+        return TaggedMessage(message=view) if tagged else view
+    members = ((m.node_id, m.name) for m in runtime.node.members.values())
+    shown = display_name(item.node_id, item.name, members)
+    return TaggedPresence(
+        presence=PresenceView(item.event, item.node_id, item.name, shown, item.old_name, item.at)
+    )
+
+
 def members_of(runtime: Runtime) -> list[MemberView]:
     node = runtime.node
     now = runtime.now()
+    shown = _shown(runtime)
     views = []
     for member in sorted(node.members.values(), key=lambda m: m.node_id):
         heard = node.last_heard.get(member.node_id)
+        spoke = runtime.last_delivered.get(member.node_id)
         views.append(
             MemberView(
                 node_id=member.node_id,
@@ -518,6 +564,8 @@ def members_of(runtime: Runtime) -> list[MemberView]:
                 if member.node_id in node.peers
                 else "down",
                 last_heard=None if heard is None else round(now - heard, 3),
+                display=shown.get(member.node_id, member.name),
+                idle=None if spoke is None else round(now - spoke, 3),
             )
         )
     return views

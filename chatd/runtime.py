@@ -13,14 +13,15 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import trio
-from attrs import frozen
+from attrs import evolve, frozen
 
 from chatd.auth import Keyring
 from chatd.config import Config
 from chatd.core.node import (
+    Announce,
     Deliver,
     Disconnect,
     Effect,
@@ -30,6 +31,7 @@ from chatd.core.node import (
     Send,
     UnregisterCoordinator,
 )
+from chatd.core.presence import Presence
 from chatd.exits import EXIT_CLOCK_SKEW, EXIT_SECRET_REFUSED, Fatal
 from chatd.peers import HandshakeFailed, PeerLink, handshake, hello_for
 from chatd.transport import Channel, ChannelClosed, ConnectError, Transport
@@ -43,6 +45,7 @@ from chatd.wire import (
     Unregistration,
     encode_frame,
 )
+from chatd.wire.bounds import MAX_MEMBERS
 
 
 class DirectorApi(Protocol):
@@ -130,7 +133,12 @@ class Runtime:
         # Proof refusals in a row while never joined: (first one's time, how many).
         self._refused: tuple[float, int] | None = None
         self._dialers: dict[str, trio.CancelScope] = {}
-        self._subscribers: dict[trio.MemorySendChannel[Message], Callable[[], None]] = {}
+        # Each subscriber's queue, its on_drop, and whether it takes presence events too.
+        self._subscribers: dict[
+            trio.MemorySendChannel[Message | Presence], tuple[Callable[[], None], bool]
+        ] = {}
+        # node-id -> when (trio time) this node last delivered a message from it (``who``).
+        self.last_delivered: dict[str, float] = {}
         self._joined = trio.Event()
         self._out = trio.Event()  # set when a node that was in a discussion drops out of it
         self._leave_requested = trio.Event()
@@ -154,7 +162,10 @@ class Runtime:
                             data = encoded[id(frame)] = encode_frame(frame)
                         link.send_nowait(data)
                 case Deliver(message):
+                    self.last_delivered[message.node_id] = self.now()
                     self._publish(message)
+                case Announce(presence):
+                    self._publish(evolve(presence, at=self.wallclock()))
                 case Disconnect(peer, reason):
                     if (link := self.links.get(peer)) is not None:
                         link.close(reason)
@@ -191,12 +202,18 @@ class Runtime:
         with contextlib.suppress(RuntimeError):  # the node is stopping: no new tasks
             self._nursery.start_soon(fn, *args)
 
-    def _publish(self, message: Message) -> None:
-        if self.on_deliver is not None:
-            self.on_deliver(message)
-        for subscriber, on_drop in list(self._subscribers.items()):
+    def _publish(self, item: Message | Presence) -> None:
+        if isinstance(item, Presence):
+            if len(self.last_delivered) > 2 * MAX_MEMBERS:  # keep it to about the members
+                members = self.node.members
+                self.last_delivered = {n: t for n, t in self.last_delivered.items() if n in members}
+        elif self.on_deliver is not None:
+            self.on_deliver(item)
+        for subscriber, (on_drop, presence) in list(self._subscribers.items()):
+            if isinstance(item, Presence) and not presence:
+                continue
             try:
-                subscriber.send_nowait(message)
+                subscriber.send_nowait(item)
             except trio.WouldBlock:
                 del self._subscribers[subscriber]
                 subscriber.close()
@@ -205,17 +222,30 @@ class Runtime:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 del self._subscribers[subscriber]  # the client has gone
 
+    @overload
     def subscribe(
-        self, on_drop: Callable[[], None] = lambda: None
-    ) -> trio.MemoryReceiveChannel[Message]:
-        """A stream of every message delivered from now on.
+        self, on_drop: Callable[[], None] = ..., presence: Literal[False] = False
+    ) -> trio.MemoryReceiveChannel[Message]: ...
+
+    @overload
+    def subscribe(
+        self, on_drop: Callable[[], None] = ..., *, presence: bool
+    ) -> trio.MemoryReceiveChannel[Message | Presence]: ...
+
+    def subscribe(
+        self, on_drop: Callable[[], None] = lambda: None, presence: bool = False
+    ) -> trio.MemoryReceiveChannel[Message] | trio.MemoryReceiveChannel[Message | Presence]:
+        """A stream of every message delivered from now on, and with ``presence`` every
+        presence event too (chatd.core.presence), in the order the node saw them.
 
         One that falls ``tail_queue_messages`` behind is closed and ``on_drop`` called: its
         reader may be blocked writing to a client that stopped reading, and must be cut off
         rather than left to drain a backlog the client no longer wants.
         """
-        send, receive = trio.open_memory_channel[Message](self.config.tail_queue_messages)
-        self._subscribers[send] = on_drop
+        send, receive = trio.open_memory_channel[Message | Presence](
+            self.config.tail_queue_messages
+        )
+        self._subscribers[send] = (on_drop, presence)
         return receive
 
     @property
@@ -231,6 +261,10 @@ class Runtime:
         message, effects = self.node.send_text(text, self.wallclock(), self.now())
         self.apply(effects)
         return message
+
+    def rename(self, name: str) -> None:
+        """Take ``name`` (raises ``NodeError`` if invalid or too frequent)."""
+        self.apply(self.node.rename(name, self.now()))
 
     def request_leave(self) -> None:
         self._leave_requested.set()

@@ -3,12 +3,24 @@ and failure detection. The rules are at the top of ``chatd.core.node``."""
 
 from __future__ import annotations
 
+import attrs
+
 from chatd import identity
+from chatd.core.abuse import TokenBucket
 from chatd.core.effects import Disconnect, Effect, RegisterCoordinator, Role, Send
 from chatd.core.election import Candidacy, Phase
 from chatd.core.overlay import assign
 from chatd.core.state import NodeState
-from chatd.wire import Election, Join, Leave, MemberRecord, Nodes, UpdateCoordinator, Vote
+from chatd.wire import (
+    Election,
+    Join,
+    Leave,
+    MemberRecord,
+    Nodes,
+    Rename,
+    UpdateCoordinator,
+    Vote,
+)
 from chatd.wire.bounds import MAX_MEMBERS, MAX_TERM
 
 
@@ -30,6 +42,7 @@ class Coordination(NodeState):
             priority=hello.priority,
         )
         self._admitted[peer] = now
+        self.departed.pop(peer, None)
         self.log.info(
             "member.joined", member=peer, member_name=hello.name, members=len(self.members)
         )
@@ -45,6 +58,7 @@ class Coordination(NodeState):
         effects: list[Effect] = [Disconnect(peer, "left")]
         if self.role is Role.COORDINATOR and peer in self.members:
             del self.members[peer]
+            self._departs(peer, "left")
             self.log.info("member.left", member=peer, members=len(self.members))
             effects.extend(self._membership_changed())
         return effects
@@ -70,6 +84,7 @@ class Coordination(NodeState):
         self._nodes_seen = (frame.term, frame.version)
         before = set(self.members)
         self.members = {m.node_id: m for m in frame.node}
+        self.departed = dict(frame.departed)
         self.overlay = {node: list(peers) for node, peers in frame.neighbours.items()}
         listed = self.node_id in self.members
         if self.role is Role.JOINING and listed:
@@ -85,7 +100,46 @@ class Coordination(NodeState):
             self._discussion_expected[peer] = now + self.config.join_timeout
             effects.append(Send(peer, Join(self.delivered_clock())))
         self.log.info("membership.updated", members=len(self.members), neighbours=self.neighbours())
+        effects.extend(self._observe())
+        effects.extend(self._assert_name(now))
         return effects + self._drop_departed(before)
+
+    def _on_rename(self, peer: str, frame: Rename, now: float) -> list[Effect]:
+        """A member renames itself (its link is authenticated, so only itself)."""
+        if self.role is not Role.COORDINATOR:
+            return self._refuse(peer, frame, "not the coordinator", hard=False)
+        record = self.members.get(peer)
+        if record is None:
+            return self._refuse(peer, frame, "not a member", hard=False)
+        bucket = self._renames.setdefault(
+            peer, TokenBucket(self.config.rename_rate, self.config.rename_burst)
+        )
+        if not bucket.allow(now):
+            return self._refuse(peer, frame, "renames too often", hard=False)
+        if record.name == frame.name:
+            return [Send(peer, self._nodes_frame())]  # it holds a stale membership
+        self.members[peer] = attrs.evolve(record, name=frame.name)
+        if (hello := self.peers.get(peer)) is not None:
+            self.peers[peer] = attrs.evolve(hello, name=frame.name)  # for a later join
+        self.log.info("member.renamed", member=peer, member_name=frame.name, old=record.name)
+        return self._membership_changed()
+
+    def _assert_name(self, now: float) -> list[Effect]:
+        """As a member listed under another name than its own (a rename lost with a
+        coordinator, or refused as too frequent), ask the coordinator again, at most once
+        per rename_retry."""
+        record = self.members.get(self.node_id)
+        if (
+            self.role is not Role.MEMBER
+            or record is None
+            or record.name == self.me.name
+            or now < self._next_rename_assert
+            or self.coordinator is None
+            or self.coordinator not in self.peers
+        ):
+            return []
+        self._next_rename_assert = now + self.config.rename_retry
+        return [Send(self.coordinator, Rename(self.me.name))]
 
     def _on_update_coordinator(
         self, peer: str, frame: UpdateCoordinator, now: float
@@ -160,10 +214,12 @@ class Coordination(NodeState):
         if claim.coordinator == self.node_id:  # a leaving coordinator named us
             if source is not None and source == previous:
                 self.members.pop(source, None)
+                self._departs(source, "left")
             return effects + self._become_coordinator(claim.term, now, "handover")
         if was_coordinator:
             self.role = Role.MEMBER if self.node_id in self.members else Role.JOINING
             self.log.warning("coordinator.deposed", by=claim.coordinator)
+        effects.extend(self._observe())
         if self._outranks(claim.coordinator):
             effects.extend(self._stand_for_election(now))
         return effects
@@ -242,8 +298,13 @@ class Coordination(NodeState):
 
     def _become_coordinator(self, term: int, now: float, reason: str) -> list[Effect]:
         previous = self.coordinator
-        if previous not in (None, self.node_id) and self._coordinator_silent(now):
-            self.members.pop(previous, None)  # taken for dead: the new term starts without it
+        if (
+            previous is not None
+            and previous != self.node_id
+            and self._coordinator_silent(now)
+            and self.members.pop(previous, None) is not None
+        ):
+            self._departs(previous, "timed-out")  # taken for dead: not in the new term
         self.role = Role.COORDINATOR
         self.has_joined = True
         self.term = term
@@ -306,6 +367,7 @@ class Coordination(NodeState):
         for member in dead:
             del self.members[member]
             self._admitted.pop(member, None)
+            self._departs(member, "timed-out")
             self.log.warning("member.failed", member=member, members=len(self.members))
         return self._membership_changed() + [
             Disconnect(m, "taken for dead") for m in dead if m in self.peers
@@ -315,7 +377,8 @@ class Coordination(NodeState):
         self._membership_version += 1
         self.overlay = assign(self.members, self.config.full_mesh_max)
         frame = self._nodes_frame()
-        return [Send(peer, frame) for peer in self.peers if peer in self.members]
+        effects: list[Effect] = [Send(peer, frame) for peer in self.peers if peer in self.members]
+        return effects + self._observe()
 
     def _drop_departed(self, before: set[str]) -> list[Effect]:
         """Close links to peers that were members and no longer are."""

@@ -6,6 +6,7 @@ import enum
 
 from attrs import frozen
 
+from chatd.core.presence import Presence
 from chatd.wire import CoordinatorRecord, Frame, Message
 
 
@@ -39,6 +40,14 @@ class Deliver:
 
 
 @frozen
+class Announce:
+    """Tell local clients of a presence event, in order with deliveries (the shell stamps
+    ``at``); never stored."""
+
+    presence: Presence
+
+
+@frozen
 class Disconnect:
     peer: str
     reason: str
@@ -54,4 +63,4 @@ class UnregisterCoordinator:
     term: int
 
 
-Effect = Send | Deliver | Disconnect | RegisterCoordinator | UnregisterCoordinator
+Effect = Send | Deliver | Announce | Disconnect | RegisterCoordinator | UnregisterCoordinator

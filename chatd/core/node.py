@@ -38,9 +38,12 @@ Rules:
 
 from __future__ import annotations
 
+import attrs
+
 from chatd import identity
 from chatd.core.coordination import Coordination
 from chatd.core.effects import (
+    Announce,
     Deliver,
     Disconnect,
     Effect,
@@ -53,6 +56,7 @@ from chatd.core.effects import (
 from chatd.core.election import Phase
 from chatd.core.messaging import Messaging, chunk_messages
 from chatd.core.overlay import assign
+from chatd.names import name_problem
 from chatd.wire import (
     Auth,
     CoordinatorRecord,
@@ -66,12 +70,14 @@ from chatd.wire import (
     Leave,
     Message,
     Nodes,
+    Rename,
     UpdateCoordinator,
     Vote,
 )
 from chatd.wire.bounds import MAX_CLOCK_ENTRIES
 
 __all__ = [
+    "Announce",
     "Deliver",
     "Disconnect",
     "Effect",
@@ -104,7 +110,7 @@ class Node(Messaging, Coordination):
         )
         self.log.info("discussion.started", term=self.term)
         self._next_register = now + self.config.director_interval
-        return [RegisterCoordinator(self.coordinator_record())]
+        return [*self._observe(), RegisterCoordinator(self.coordinator_record())]
 
     def join(self, coordinator: CoordinatorRecord, now: float) -> list[Effect]:
         """The director named the coordinator: dial it (the shell does) and ask to join (on
@@ -182,6 +188,7 @@ class Node(Messaging, Coordination):
             ):
                 self.log.warning("coordinator.suspected", coordinator=self.coordinator)
                 effects.extend(self._stand_for_election(now))
+            effects.extend(self._assert_name(now))
         if self.candidacy is not None and now >= self.candidacy.deadline:
             if self.candidacy.phase is Phase.VOTING:
                 effects.extend(
@@ -245,6 +252,30 @@ class Node(Messaging, Coordination):
         effects = self._accept(message, source=None)
         self.log.info("message.sent", id=message.id, length=size)
         return message, effects
+
+    def rename(self, name: str, now: float) -> list[Effect]:
+        """Take ``name`` from now on (new messages are signed with it); the coordinator
+        renames itself in the membership, a member asks the coordinator (and asks again
+        while the membership shows another name). Raises ``NodeError`` if refused."""
+        if (problem := name_problem(name)) is not None:
+            raise NodeError("bad-request", problem)
+        if self.role is Role.LEAVING:
+            raise NodeError("leaving", "this node is leaving")
+        if name == self.me.name:
+            return []
+        if not self._rename_bucket.allow(now):
+            raise NodeError(
+                "rate-limited",
+                f"over the rename limit ({self.config.rename_burst} at once, then one per"
+                f" {1 / self.config.rename_rate:g} s); try again shortly",
+            )
+        self.log.info("node.renamed", old=self.me.name, new=name)
+        self.me = attrs.evolve(self.me, name=name)
+        if self.role is Role.COORDINATOR:
+            self.members[self.node_id] = self.me
+            return self._membership_changed()
+        self._next_rename_assert = now
+        return self._assert_name(now)
 
     # Peer events -----------------------------------------------------------------------
 
@@ -311,6 +342,8 @@ class Node(Messaging, Coordination):
                 return self._on_election(peer, frame, now)
             case Vote():
                 return self._on_vote(peer, frame, now)
+            case Rename():
+                return self._on_rename(peer, frame, now)
             case Hello() | Auth():
                 return self._refuse(peer, frame, "handshake frame after the handshake")
         raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover

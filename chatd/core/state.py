@@ -9,9 +9,10 @@ from typing import Any
 from chatd.config import Config
 from chatd.core.abuse import Refusals, TokenBucket
 from chatd.core.delivery import CausalBuffer
-from chatd.core.effects import Disconnect, Effect, Role
+from chatd.core.effects import Announce, Disconnect, Effect, Role
 from chatd.core.election import Candidacy, Phase, Rank
 from chatd.core.history import History
+from chatd.core.presence import Roster
 from chatd.identity import Identity
 from chatd.wire import (
     CoordinatorRecord,
@@ -22,6 +23,7 @@ from chatd.wire import (
     Nodes,
     UpdateCoordinator,
 )
+from chatd.wire.bounds import MAX_MEMBERS
 
 
 class NodeState:
@@ -81,6 +83,14 @@ class NodeState:
         self._last_election: dict[str, float] = {}
         self._last_claim_by: dict[str, float] = {}
         self._last_reassert = float("-inf")
+        # Presence (chatd.core.presence): what clients were last told of the membership;
+        # as coordinator, why members it removed in this term went (``nodes.departed``);
+        # as a member, what the coordinator's latest ``nodes`` said of that.
+        self.roster = Roster()
+        self.departed: dict[str, str] = {}
+        self._renames: dict[str, TokenBucket] = {}  # as coordinator: per member
+        self._rename_bucket = TokenBucket(config.rename_rate, config.rename_burst)
+        self._next_rename_assert = 0.0
 
     @property
     def log(self) -> Any:
@@ -205,7 +215,30 @@ class NodeState:
             term=self.term,
             coordinator=self.node_id,
             version=self._membership_version,
+            departed=dict(self.departed),
         )
+
+    def _departs(self, member: str, reason: str) -> None:
+        """Note why ``member`` was removed, for ``nodes.departed`` (the newest MAX_MEMBERS)."""
+        self.departed.pop(member, None)
+        self.departed[member] = reason
+        self._renames.pop(member, None)
+        while len(self.departed) > MAX_MEMBERS:
+            del self.departed[next(iter(self.departed))]
+
+    def _observe(self) -> list[Effect]:
+        """Presence events for what changed in the membership since clients were last told
+        (chatd.core.presence); nothing while this node is not in the discussion."""
+        if not self.ready:
+            return []
+        events = self.roster.update(
+            {m: r.name for m, r in self.members.items()}, self.coordinator, self.departed
+        )
+        for event in events:
+            self.log.info(
+                "presence", presence=event.event, member=event.node_id, member_name=event.name
+            )
+        return [Announce(event) for event in events]
 
     # Implemented by the handler modules, each of which calls one of the other's.
 

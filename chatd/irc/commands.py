@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chatd.core.node import NodeError
+from chatd.core.presence import Presence
 from chatd.irc import numerics as n
 from chatd.irc.channel import CHANNEL, chat_text, is_channel, server_time, text_lines
 from chatd.irc.nicks import NICKLEN, fold, irc_nicks, is_valid_nick
 from chatd.irc.node import nicks_of
+from chatd.irc.numerics import CAPABILITIES, NETWORK, SERVER
 from chatd.irc.parse import MAX_LINE_BYTES, IrcMessage, format_message
 from chatd.wire import Message
 
@@ -29,6 +31,10 @@ MOTD = (
     "History is transient: it lives in the members' memory and is gone when the last leaves.",
     "Your nick is this node's name; /nick NEW renames the node for everyone.",
 )
+
+
+class Closed(Exception):
+    """End the session; ``str()`` is said to the client (ERROR) and logged."""
 
 
 class Commands:
@@ -76,8 +82,6 @@ class Commands:
     # Connection ---------------------------------------------------------------------------
 
     async def cap(self, message: IrcMessage) -> None:
-        from chatd.irc.session import CAPABILITIES, SERVER
-
         s = self.s
         sub = message.params[0].upper() if message.params else ""
         target = s.nick
@@ -109,8 +113,6 @@ class Commands:
         await s.put(format_message(IrcMessage("CAP", (target, *reply), SERVER)))
 
     async def ping(self, message: IrcMessage) -> None:
-        from chatd.irc.session import SERVER
-
         token = message.params[0] if message.params else SERVER
         await self.s.put(format_message(IrcMessage("PONG", (SERVER, token), SERVER)))
 
@@ -121,17 +123,12 @@ class Commands:
         pass
 
     async def quit(self, message: IrcMessage) -> None:
-        from chatd.irc.session import Closed
-
         raise Closed("quit")
 
     async def again(self, message: IrcMessage) -> None:
         await self.s.numeric(n.ERR_ALREADYREGISTERED, "You may not reregister")
 
     async def welcome(self, renamed: bool) -> None:
-        from chatd.irc.nicks import NICKLEN
-        from chatd.irc.session import NETWORK, SERVER
-
         s, version = self.s, self.s.version
         await s.numeric(n.RPL_WELCOME, f"Welcome to chat, {s.nick}: the discussion is {CHANNEL}")
         await s.numeric(n.RPL_YOURHOST, f"Your host is {SERVER}, running chatd {version}")
@@ -157,12 +154,10 @@ class Commands:
             await s.notice(f"Your nick here is this node's name, {s.nick}.")
 
     async def motd(self, message: IrcMessage) -> None:
-        from chatd.irc.session import SERVER
-
-        await self.s.numeric("375", f"- {SERVER} message of the day -")
+        await self.s.numeric(n.RPL_MOTDSTART, f"- {SERVER} message of the day -")
         for line in MOTD:
-            await self.s.numeric("372", f"- {line}")
-        await self.s.numeric("376", "End of /MOTD command.")
+            await self.s.numeric(n.RPL_MOTD, f"- {line}")
+        await self.s.numeric(n.RPL_ENDOFMOTD, "End of /MOTD command.")
 
     # Nick ---------------------------------------------------------------------------------
 
@@ -180,7 +175,8 @@ class Commands:
         try:
             s.node.rename(wanted)
         except NodeError as exc:
-            await s.numeric(n.ERR_ERRONEUSNICKNAME, wanted, f"Not renamed: {exc}")
+            code = n.ERR_ERRONEUSNICKNAME if exc.code == "bad-request" else n.ERR_UNKNOWNERROR
+            await s.numeric(code, wanted, f"Not renamed: {exc}")
             return
         s.log.info("irc.rename")
         async with s._burst:
@@ -328,8 +324,6 @@ class Commands:
         return ""
 
     async def who(self, message: IrcMessage) -> None:
-        from chatd.irc.session import NETWORK, SERVER
-
         s = self.s
         mask = message.params[0] if message.params else CHANNEL
         members = self._members()
@@ -351,8 +345,6 @@ class Commands:
         await s.numeric(n.RPL_ENDOFWHO, mask[:64] or "*", "End of /WHO list")
 
     async def whois(self, message: IrcMessage) -> None:
-        from chatd.irc.session import NETWORK, SERVER
-
         s = self.s
         if not await self._need(message, 1):
             return
@@ -374,8 +366,6 @@ class Commands:
         await self.s.numeric(n.RPL_ISON, " ".join(here))
 
     async def userhost(self, message: IrcMessage) -> None:
-        from chatd.irc.session import NETWORK
-
         members = self._members()
         found = [members[fold(a)] for a in message.params[:5] if fold(a) in members]
         await self.s.numeric(
@@ -441,8 +431,30 @@ class Commands:
                 if "echo-message" not in s.caps:
                     return
             await s.put_all(self._message_lines(event))
-        else:
-            await self.sync_members(reason=_quit_reason(event))
+            return
+        if isinstance(event, Presence):
+            await self._presence(event)
+        await self.sync_members()
+
+    async def _presence(self, event: Presence) -> None:
+        """Departures with their reason; a new coordinator as a notice. Arrivals and
+        renames are the membership's difference (``sync_members``)."""
+        s = self.s
+        if not s.joined:
+            return
+        if event.event in ("left", "timed-out"):
+            nick = s.known.get(event.node_id)
+            here = {i for i, _ in s.node.members()}
+            if nick is not None and event.node_id not in here:
+                del s.known[event.node_id]
+                reason = "timed out" if event.event == "timed-out" else "left"
+                line = IrcMessage("QUIT", (reason,), s.mask(event.node_id, nick))
+                await s.put(format_message(line))
+        elif event.event == "coordinator":
+            nick = s.nick if event.node_id == s.node.node_id else s.known.get(event.node_id)
+            if nick is not None:
+                text = f"{nick} is now the coordinator"
+                await s.put(format_message(IrcMessage("NOTICE", (CHANNEL, text), SERVER)))
 
     def _message_lines(self, m: Message) -> list[bytes]:
         s = self.s
@@ -462,7 +474,7 @@ class Commands:
         members = [(i, x) for i, x in self.s.node.members() if i != node_id]
         return irc_nicks([*members, (node_id, name)])[node_id]
 
-    async def sync_members(self, announce: bool = True, reason: str = "left") -> None:
+    async def sync_members(self, announce: bool = True) -> None:
         """Tell the client what changed in the membership since it was last told."""
         s = self.s
         nicks = nicks_of(s.node)
@@ -476,7 +488,7 @@ class Commands:
         for node_id, nick in list(s.known.items()):
             if node_id not in now:
                 del s.known[node_id]
-                await s.put(format_message(IrcMessage("QUIT", (reason,), s.mask(node_id, nick))))
+                await s.put(format_message(IrcMessage("QUIT", ("left",), s.mask(node_id, nick))))
         for node_id, nick in now.items():
             old = s.known.get(node_id)
             if old is not None and old != nick:
@@ -486,8 +498,3 @@ class Commands:
             if node_id not in s.known:
                 s.known[node_id] = nick
                 await s.put(format_message(IrcMessage("JOIN", (CHANNEL,), s.mask(node_id, nick))))
-
-
-def _quit_reason(event: Any) -> str:
-    kind = getattr(event, "event", "")
-    return "timed out" if kind == "timed-out" else "left"

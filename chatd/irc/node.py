@@ -9,11 +9,11 @@ from typing import Protocol
 import trio
 
 from chatd.core.node import NodeError, Role
+from chatd.core.presence import Presence
 from chatd.irc.nicks import irc_nicks
+from chatd.names import display_names
 from chatd.runtime import Runtime
 from chatd.wire import Message
-
-Event = object  # a Message, or a presence event once the node delivers them
 
 
 class GatewayNode(Protocol):
@@ -21,7 +21,8 @@ class GatewayNode(Protocol):
     def node_id(self) -> str: ...
 
     def members(self) -> list[tuple[str, str]]:
-        """(node-id, display name) of every current member, this node included."""
+        """(node-id, display name) of every current member, this node included
+        (chatd.names.display_names)."""
 
     def history(self) -> list[Message]: ...
 
@@ -31,7 +32,9 @@ class GatewayNode(Protocol):
     def rename(self, name: str) -> str:
         """Rename this node; the name now. Raises ``NodeError`` when refused."""
 
-    def subscribe(self, on_drop: Callable[[], None]) -> trio.MemoryReceiveChannel[Event]:
+    def subscribe(
+        self, on_drop: Callable[[], None]
+    ) -> trio.MemoryReceiveChannel[Message | Presence]:
         """Every message (and presence event) delivered from now on; ``on_drop`` is called
         when the reader falls too far behind and the channel is closed."""
 
@@ -53,10 +56,11 @@ class RuntimeNode:
 
     def members(self) -> list[tuple[str, str]]:
         node = self.runtime.node
-        members = [(m.node_id, m.name) for m in node.members.values()]
-        if node.node_id not in node.members:  # not (yet, or no longer) in a discussion
-            members.append((node.node_id, node.me.name))
-        return members
+        # This node by the name it has now: a member's rename shows in the membership only
+        # once the coordinator has taken it, and the client should see its NICK at once.
+        names = {m.node_id: m.name for m in node.members.values()}
+        names[node.node_id] = node.me.name
+        return list(display_names(names.items()).items())
 
     def history(self) -> list[Message]:
         return list(self.runtime.node.history)
@@ -67,7 +71,10 @@ class RuntimeNode:
         return self.runtime.send_text(text)
 
     def rename(self, name: str) -> str:
-        raise NodeError("bad-request", "this node cannot be renamed while it runs")
+        self.runtime.rename(name)
+        return self.runtime.node.me.name
 
-    def subscribe(self, on_drop: Callable[[], None]) -> trio.MemoryReceiveChannel[Event]:
-        return self.runtime.subscribe(on_drop=on_drop)
+    def subscribe(
+        self, on_drop: Callable[[], None]
+    ) -> trio.MemoryReceiveChannel[Message | Presence]:
+        return self.runtime.subscribe(on_drop=on_drop, presence=True)

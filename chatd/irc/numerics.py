@@ -1,6 +1,12 @@
-"""The numeric replies the gateway sends (names as in RFC 2812 and the IRCv3 registry)."""
+"""The names the gateway goes by, the capabilities it offers, and the numeric replies it
+sends (named as in RFC 2812 and the IRCv3 registry)."""
 
 from __future__ import annotations
+
+SERVER = "chatd"  # the source of the gateway's own lines
+NETWORK = "chat"  # ISUPPORT NETWORK, and the host part of every member's mask
+# What CAP LS offers; a REQ for anything else is NAKed whole.
+CAPABILITIES = ("echo-message", "message-tags", "server-time")
 
 RPL_WELCOME = "001"
 RPL_YOURHOST = "002"
@@ -23,6 +29,9 @@ RPL_CHANNELMODEIS = "324"
 RPL_NOTOPIC = "331"
 RPL_TOPIC = "332"
 RPL_WHOREPLY = "352"
+RPL_MOTD = "372"
+RPL_MOTDSTART = "375"
+RPL_ENDOFMOTD = "376"
 RPL_NAMREPLY = "353"
 RPL_ENDOFNAMES = "366"
 RPL_ENDOFBANLIST = "368"

@@ -20,9 +20,10 @@ from attrs import frozen
 
 from chatd.control import LineReader, LineTimeout
 from chatd.irc import numerics as n
-from chatd.irc.channel import CHANNEL
+from chatd.irc.commands import Closed, Commands
 from chatd.irc.nicks import NICKLEN, fold, is_valid_nick
 from chatd.irc.node import GatewayNode, nicks_of
+from chatd.irc.numerics import NETWORK, SERVER
 from chatd.irc.parse import (
     MAX_READ_BYTES,
     IrcMessage,
@@ -31,11 +32,6 @@ from chatd.irc.parse import (
     parse_line,
 )
 from chatd.wire import DecodeError
-
-SERVER = "chatd"
-NETWORK = "chat"
-# What CAP LS offers; a REQ for anything else is NAKed whole.
-CAPABILITIES = ("echo-message", "message-tags", "server-time")
 
 
 @frozen
@@ -46,10 +42,6 @@ class Limits:
     line_timeout: float = 10.0  # for the rest of a started line
     write_timeout: float = 30.0  # for the socket to take queued lines
     queue_lines: int = 1024  # lines queued for the writer
-
-
-class Closed(Exception):
-    """End the session; ``str()`` is said to the client (ERROR) and logged."""
 
 
 class Session:
@@ -87,14 +79,12 @@ class Session:
         self._burst = trio.Lock()  # a JOIN's lines are not interleaved with deliveries
         self._cut: trio.CancelScope | None = None
         self.reason = "closed"
+        self.commands = Commands(self)
 
     # Lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> str:
         """Serve the client until it quits, fails or is cut off; why it ended."""
-        from chatd.irc.commands import Commands  # circular: commands use the session
-
-        self.commands = Commands(self)
         async with trio.open_nursery() as nursery:
             self._cut = nursery.cancel_scope
             nursery.start_soon(self._write)
@@ -276,6 +266,3 @@ class Session:
         self.nick = own if own is not None and is_valid_nick(own) else "chat"
         self.log.info("irc.registered", caps=sorted(self.caps))
         await self.commands.welcome(renamed=fold(self._nick) != fold(self.nick))
-
-
-__all__ = ["CAPABILITIES", "CHANNEL", "NETWORK", "SERVER", "Closed", "Limits", "Session"]

@@ -48,6 +48,7 @@ from chatd.auth import (
 )
 from chatd.control import MAX_REQUEST_BYTES, LineReader
 from chatd.irc.parse import MAX_PARAMS, IrcMessage, IrcParseError, format_message, parse_line
+from chatd.names import name_problem
 from chatd.wire import (
     FRAME_TYPES,
     MAX_FRAME_BYTES,
@@ -107,7 +108,9 @@ FRAME_BOUNDS: list[Check] = [
     bound("*vector-clock{}", lambda n: 0 <= n <= b.MAX_SEQUENCE, "sequence numbers"),
     bound("*.digest{}", lambda n: 0 <= n <= b.MAX_SEQUENCE, "sequence numbers"),
     bound("*node-id", lambda i: len(i) <= b.MAX_ID_CHARS, "node-id length"),
-    bound("*.name", lambda n: len(n) <= b.MAX_NAME_CHARS, "name length"),
+    bound("*.name", lambda n: name_problem(n) is None, "a valid name (chatd.names)"),
+    bound("nodes.departed", lambda d: len(d) <= b.MAX_MEMBERS, "departed entries"),
+    bound("nodes.departed{}", lambda r: r in b.DEPARTURES, "a departure reason"),
     bound("*.message", lambda t: len(t) <= b.MAX_TEXT_CHARS, "text length"),
     bound("nodes.node", lambda m: len(m) <= b.MAX_MEMBERS, "members"),
 ]
@@ -354,13 +357,29 @@ def valid_value(tp: Any, rng: random.Random, depth: int = 0) -> Any:
     raise AssertionError(f"no values for {tp!r}")
 
 
+# Fields narrower than their type, so that most generated frames get past them: a
+# member name (chatd.names), and the reasons in nodes.departed.
+_NAMES = ["alice", "Bob", "carol d", "Zoë", "日本語", "x" * 32, "a\u202eb", "a#b", " a", ""]
+
+
+def _narrow_value(name: str, rng: random.Random) -> Any:
+    if name == "name":
+        return rng.choice(_NAMES) if rng.random() < 0.8 else _text(rng)
+    if name == "departed":
+        reasons = [*b.DEPARTURES, "exploded"] if rng.random() < 0.1 else list(b.DEPARTURES)
+        return {_text(rng): rng.choice(reasons) for _ in range(rng.randrange(4))}
+    return None
+
+
 def valid_body(cls: type, rng: random.Random, depth: int = 0) -> dict[str, Any]:
     hints = _hints(cls)
     body: dict[str, Any] = {}
     for a in attrs.fields(cls):
         if a.default is not attrs.NOTHING and rng.random() < 0.3:
             continue  # left out: the default applies
-        body[a.name.replace("_", "-")] = valid_value(hints[a.name], rng, depth)
+        narrow = _narrow_value(a.name, rng)
+        value = narrow if narrow is not None else valid_value(hints[a.name], rng, depth)
+        body[a.name.replace("_", "-")] = value
     return body
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
+from chatd import names
+
 # Integers stay exact in every JSON implementation (IEEE doubles) below 2**53.
 MAX_SAFE_INT = 2**53 - 1
 # Terms and sequence numbers count up from 0; an election adds 1, a message adds 1.
@@ -19,7 +21,8 @@ MAX_SEQUENCE = MAX_SAFE_INT
 MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
 # A node-id is 32 hex digits; message ids are UUIDs (36). Ids longer than this are junk.
 MAX_ID_CHARS = 64
-MAX_NAME_CHARS = 64
+# Names: chatd.names (1-32 characters, no controls, bidi or other format characters).
+MAX_NAME_CHARS = names.MAX_NAME_CHARS
 MAX_ADDRESS_CHARS = 256
 MAX_TIMESTAMP_CHARS = 40
 # base64 of a 32-byte key is 44 characters, of a 64-byte signature 88; a hex HMAC is 64.
@@ -72,6 +75,15 @@ def by_node_id(limit: int, value_problem: Callable[[Any], str | None]) -> Valida
     return check
 
 
+def valid_name(_instance: Any, attribute: Any, value: str) -> None:
+    if (problem := names.name_problem(value)) is not None:
+        _fail(attribute, problem)
+
+
+def _departure_problem(reason: str) -> str | None:
+    return None if reason in DEPARTURES else f"reason {reason[:20]!r} is not one of {DEPARTURES}"
+
+
 def _count_problem(count: int) -> str | None:
     return None if 0 <= count <= MAX_SEQUENCE else f"count {count} is outside [0, {MAX_SEQUENCE}]"
 
@@ -93,12 +105,15 @@ def _neighbours_problem(peers: list[str]) -> str | None:
 CLOCK = by_node_id(MAX_CLOCK_ENTRIES, _count_problem)
 HASHES = by_node_id(MAX_CLOCK_ENTRIES, _digest_problem)
 OVERLAY = by_node_id(MAX_MEMBERS, _neighbours_problem)
+# Why members left (``nodes.departed``): at most one entry per possible member.
+DEPARTURES = ("left", "timed-out")
+DEPARTED = by_node_id(MAX_MEMBERS, _departure_problem)
 
 TERM = int_range(0, MAX_TERM)
 COUNT = int_range(0, MAX_SAFE_INT)
 PRIORITY = int_range(MIN_PRIORITY, MAX_PRIORITY)
 ID = max_len(MAX_ID_CHARS)
-NAME = max_len(MAX_NAME_CHARS)
+NAME = valid_name
 ADDRESS = max_len(MAX_ADDRESS_CHARS)
 TIMESTAMP = max_len(MAX_TIMESTAMP_CHARS)
 KEY = max_len(MAX_KEY_CHARS)

@@ -33,9 +33,13 @@ class SendRequest:
 
 @frozen
 class TailRequest:
+    """``events``: every line after ``{"ok": true}`` is tagged (``TaggedMessage`` or
+    ``TaggedPresence``), and presence events come in order with the messages."""
+
     OP: ClassVar[str] = "tail"
     follow: bool = False
     last: int = 10
+    events: bool = False
 
 
 @frozen
@@ -58,17 +62,43 @@ class LeaveRequest:
     OP: ClassVar[str] = "leave"
 
 
-Request = SendRequest | TailRequest | HistoryRequest | StatusRequest | WhoRequest | LeaveRequest
+@frozen
+class NickRequest:
+    """Rename this node (chatd.names says which names are valid)."""
+
+    OP: ClassVar[str] = "nick"
+    name: str
+
+
+Request = (
+    SendRequest
+    | TailRequest
+    | HistoryRequest
+    | StatusRequest
+    | WhoRequest
+    | LeaveRequest
+    | NickRequest
+)
 
 REQUEST_TYPES: dict[str, type[Request]] = {
     cls.OP: cls
-    for cls in (SendRequest, TailRequest, HistoryRequest, StatusRequest, WhoRequest, LeaveRequest)
+    for cls in (
+        SendRequest,
+        TailRequest,
+        HistoryRequest,
+        StatusRequest,
+        WhoRequest,
+        LeaveRequest,
+        NickRequest,
+    )
 }
 
 
 @frozen
 class MessageView:
-    """A message as users and scripts see it (no signature material)."""
+    """A message as users and scripts see it (no signature material). ``display`` is the
+    sender's display name when the node handed it out (chatd.names: ``name`` or
+    ``name#xxxx``); "" from a node that predates it."""
 
     id: str
     node_id: str
@@ -76,9 +106,10 @@ class MessageView:
     timestamp: str
     message: str
     vector_clock: dict[str, int]
+    display: str = ""
 
     @classmethod
-    def of(cls, message: Message) -> MessageView:
+    def of(cls, message: Message, display: str = "") -> MessageView:
         return cls(
             id=message.id,
             node_id=message.node_id,
@@ -86,7 +117,38 @@ class MessageView:
             timestamp=message.timestamp,
             message=message.message,
             vector_clock=message.vector_clock,
+            display=display or message.name,
         )
+
+
+@frozen
+class PresenceView:
+    """A presence event (chatd.core.presence): ``event`` is one of joined, left,
+    timed-out, rejoined, coordinator, renamed; ``name`` the member's name now, ``display``
+    how to show it; ``old_name`` for renamed only; ``at`` ISO-8601 UTC."""
+
+    event: str
+    node_id: str
+    name: str
+    display: str
+    old_name: str | None
+    at: str
+
+
+@frozen
+class TaggedMessage:
+    """A line of ``tail`` with ``events``: a message."""
+
+    kind: Literal["message"] = "message"
+    message: MessageView = field(kw_only=True)
+
+
+@frozen
+class TaggedPresence:
+    """A line of ``tail`` with ``events``: a presence event."""
+
+    kind: Literal["presence"] = "presence"
+    presence: PresenceView = field(kw_only=True)
 
 
 @frozen
@@ -94,7 +156,9 @@ class MemberView:
     """A member as ``who`` shows it: its record, its role, and the link to it from here.
 
     ``link`` is ``self`` (this node), ``up`` or ``down``; ``last-heard`` is in seconds, or
-    null when nothing was heard from it yet.
+    null when nothing was heard from it yet. ``display`` is the name to show
+    (chatd.names); ``idle`` the seconds since this node delivered a message from it, null
+    if none.
     """
 
     node_id: str
@@ -105,6 +169,8 @@ class MemberView:
     role: Literal["coordinator", "member"]
     link: Literal["self", "up", "down"]
     last_heard: float | None = None
+    display: str = ""
+    idle: float | None = None
 
 
 @frozen
@@ -177,6 +243,12 @@ class OkResponse:
 @frozen
 class SendResponse:
     message: MessageView
+    ok: bool = True
+
+
+@frozen
+class NickResponse:
+    name: str
     ok: bool = True
 
 

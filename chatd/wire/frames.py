@@ -15,7 +15,9 @@ from chatd.wire import bounds as b
 
 # 2: links are TLS 1.3 with a group secret, and `auth` proves over both public keys
 # (chat-peer-v2); a node of version 1 is told the versions differ, not a misleading reason.
-PROTOCOL_VERSION = 2
+# 3: ``nodes`` says why members went (``departed``), ``rename`` exists, and names are
+# validated (chatd.names): a version-2 node would refuse those frames, so the handshake says so.
+PROTOCOL_VERSION = 3
 # A state-transfer chunk holds at most this many messages (the frame cap binds first).
 MAX_DISCUSSION_MESSAGES = 8192
 
@@ -150,6 +152,19 @@ class Nodes:
     term: int = field(validator=b.TERM)
     coordinator: str = field(validator=b.ID)
     version: int = field(default=0, validator=b.COUNT)
+    # Members the coordinator removed in this term and why ("left" or "timed-out"), so
+    # every node can tell a clean leave from a failure (chatd.core.presence).
+    departed: dict[str, str] = field(factory=dict, validator=b.DEPARTED)
+
+
+@frozen
+class Rename:
+    """Member -> coordinator over its authenticated link: call me ``name`` from now on.
+
+    Only ever about the sender, so a member can rename nobody but itself."""
+
+    TYPE: ClassVar[str] = "rename"
+    name: str = field(validator=b.NAME)
 
 
 @frozen
@@ -196,6 +211,7 @@ Frame = (
     | DiscussionRequest
     | Discussion
     | Heartbeat
+    | Rename
 )
 
 FRAME_TYPES: dict[str, type[Frame]] = {
@@ -213,5 +229,6 @@ FRAME_TYPES: dict[str, type[Frame]] = {
         DiscussionRequest,
         Discussion,
         Heartbeat,
+        Rename,
     )
 }

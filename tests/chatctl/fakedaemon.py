@@ -65,12 +65,23 @@ MEMBER_VIEWS = [
         "coordinator",
         "up",
         0.25,
+        "alice",
+        12.4,
     ),
     MemberView(
         BOB, "bob", "ws://127.0.0.1:9002", "ws://bob.example:9002", 0, "member", "self", None
     ),
     MemberView(
-        CAROL, "carol", "ws://127.0.0.1:9003", "ws://carol.example:9003", 0, "member", "down", 4.0
+        CAROL,
+        "carol",
+        "ws://127.0.0.1:9003",
+        "ws://carol.example:9003",
+        0,
+        "member",
+        "down",
+        4.0,
+        "carol",
+        7300.0,
     ),
 ]
 CIPHER = "TLSv1.3 TLS_AES_256_GCM_SHA384"

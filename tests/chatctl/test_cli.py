@@ -8,6 +8,7 @@ import socket
 from importlib.metadata import version
 from pathlib import Path
 
+import attrs
 import pytest
 
 from chatctl.__main__ import build_parser, main
@@ -15,12 +16,18 @@ from chatd.wire import (
     ERROR_CODES,
     HistoryResponse,
     MessageView,
+    NickResponse,
     OkResponse,
+    PresenceView,
+    TaggedMessage,
+    TaggedPresence,
     TailEnd,
+    WhoResponse,
     unstructure,
 )
 from tests.chatctl.conftest import set_tz
 from tests.chatctl.fakedaemon import (
+    CAROL,
     MEMBER_VIEWS,
     MESSAGES,
     STATUS,
@@ -86,13 +93,13 @@ def test_send_stdin_stops_at_first_failure(
 
 def test_tail_last_n_human(daemon: FakeDaemon, capsys: Capture) -> None:
     assert run(daemon, "tail", "-n", "2") == 0
-    assert daemon.requests == [{"op": "tail", "follow": False, "last": 2}]
+    assert daemon.requests == [{"op": "tail", "follow": False, "last": 2, "events": True}]
     assert capsys.readouterr().out == "07:08:02 bob: hello 2\n07:08:03 alice: hello 3\n"
 
 
 def test_tail_json(daemon: FakeDaemon, capsys: Capture) -> None:
     assert run(daemon, "tail", "--json") == 0
-    assert daemon.requests == [{"op": "tail", "follow": False, "last": 10}]
+    assert daemon.requests == [{"op": "tail", "follow": False, "last": 10, "events": False}]
     assert jsonl(capsys.readouterr().out) == [unstructure(m) for m in MESSAGES]
 
 
@@ -154,7 +161,15 @@ def test_history_json_one_message_per_line(daemon: FakeDaemon, capsys: Capture) 
     rows = jsonl(capsys.readouterr().out)
     assert rows == [unstructure(m) for m in MESSAGES]
     assert isinstance(rows[0], dict)
-    assert set(rows[0]) == {"id", "node-id", "name", "timestamp", "message", "vector-clock"}
+    assert set(rows[0]) == {
+        "id",
+        "node-id",
+        "name",
+        "timestamp",
+        "message",
+        "vector-clock",
+        "display",
+    }
 
 
 def test_times_are_local(daemon: FakeDaemon, capsys: Capture) -> None:
@@ -218,15 +233,93 @@ def test_status_json_is_one_status_object(daemon: FakeDaemon, capsys: Capture) -
     assert jsonl(capsys.readouterr().out) == [unstructure(STATUS)]
 
 
-def test_who_table_marks_coordinator_and_self(daemon: FakeDaemon, capsys: Capture) -> None:
+def test_who_table_shows_name_role_link_and_idle(daemon: FakeDaemon, capsys: Capture) -> None:
     assert run(daemon, "who") == 0
     assert [r["op"] for r in daemon.requests] == ["who"]
     assert capsys.readouterr().out.splitlines() == [
-        "  NODE-ID       NAME       LINK     ADDRESS",
-        "* a1a1a1a1a1a1  alice      up 0.2s  ws://alice.example:9001",
-        "  b2b2b2b2b2b2  bob (you)  -        ws://bob.example:9002",
-        "  c3c3c3c3c3c3  carol      down     ws://carol.example:9003",
+        "NAME       ROLE         LINK  IDLE  NODE-ID       ADDRESS",
+        "alice      coordinator  up    12s   a1a1a1a1a1a1  ws://alice.example:9001",
+        "bob (you)  member       self  -     b2b2b2b2b2b2  ws://bob.example:9002",
+        "carol      member       down  2h    c3c3c3c3c3c3  ws://carol.example:9003",
     ]
+
+
+def test_who_shows_display_names_escaped(daemon: FakeDaemon, capsys: Capture) -> None:
+    twin = attrs.evolve(MEMBER_VIEWS[2], name="alice", display="alice#c3c3\x1b")
+    daemon.replies["who"] = lambda _: Answer([line(WhoResponse([MEMBER_VIEWS[0], twin]))])
+    assert run(daemon, "who") == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].startswith("alice#c3c3\\x1b  member")
+
+
+# -- presence: notices, tagged events, nick, /me --
+
+AT = "2024-05-06T07:09:00Z"
+
+
+def presence(event: str, name: str, old: str | None = None) -> TaggedPresence:
+    return TaggedPresence(presence=PresenceView(event, CAROL, name, name, old, AT))
+
+
+PRESENCE = [
+    presence("joined", "carol"),
+    presence("renamed", "caz", "carol"),
+    presence("coordinator", "caz"),
+    presence("left", "caz"),
+    presence("timed-out", "caz"),
+    presence("rejoined", "caz"),
+]
+
+
+def test_tail_follow_human_interleaves_notices(daemon: FakeDaemon, capsys: Capture) -> None:
+    daemon.replies["tail"] = lambda _: Answer(
+        [
+            line(OkResponse()),
+            line(TaggedMessage(message=MESSAGES[0])),
+            *map(line, PRESENCE),
+            line(TaggedMessage(message=message(4, CAROL, "caz", "/me waves"))),
+            line(TailEnd()),
+        ],
+        close=True,
+    )
+    assert run(daemon, "tail", "-f", "-n", "1") == 0
+    assert daemon.requests == [{"op": "tail", "follow": True, "last": 1, "events": True}]
+    lines = capsys.readouterr().out.splitlines()
+    assert [row.split(" ", 1)[1] for row in lines] == [
+        "alice: hello 1",
+        "-- carol joined",
+        "-- carol is now known as caz",
+        "-- caz is now coordinator",
+        "-- caz left",
+        "-- caz left (timed out)",
+        "-- caz rejoined",
+        "* caz waves",
+    ]
+
+
+def test_tail_events_json_prints_tagged_lines(daemon: FakeDaemon, capsys: Capture) -> None:
+    tagged = [TaggedMessage(message=MESSAGES[0]), PRESENCE[1]]
+    daemon.replies["tail"] = lambda _: Answer(
+        [line(OkResponse()), *map(line, tagged), line(TailEnd())], close=True
+    )
+    assert run(daemon, "tail", "-f", "--events", "--json") == 0
+    assert jsonl(capsys.readouterr().out) == [unstructure(t) for t in tagged]
+
+
+def test_nick_renames(daemon: FakeDaemon, capsys: Capture) -> None:
+    daemon.replies["nick"] = lambda req: Answer([line(NickResponse(req["name"]))])
+    assert run(daemon, "nick", "al") == 0
+    assert run(daemon, "nick", "--json", "al") == 0
+    assert daemon.requests == [{"op": "nick", "name": "al"}] * 2
+    assert capsys.readouterr() == ('{"name":"al"}\n', "")
+
+
+def test_nick_refused_says_why(daemon: FakeDaemon, capsys: Capture) -> None:
+    daemon.replies["nick"] = lambda _: Answer(
+        [error_line("bad-request", "a name cannot contain '#'")]
+    )
+    assert run(daemon, "nick", "a#b") == 10 + ERROR_CODES["bad-request"]
+    assert capsys.readouterr().err == "chatctl: a name cannot contain '#' (bad-request)\n"
 
 
 def test_who_json_one_member_per_line(daemon: FakeDaemon, capsys: Capture) -> None:

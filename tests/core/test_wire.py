@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chatd.names import name_problem
 from chatd.testing.fuzz import check_frame, check_request
 from chatd.wire import (
     FRAME_TYPES,
@@ -38,16 +39,22 @@ from chatd.wire import (
     MemberView,
     Message,
     MessageView,
+    NickRequest,
+    NickResponse,
     NodeRegistration,
     Nodes,
     OkResponse,
     PeerView,
+    PresenceView,
+    Rename,
     Request,
     SendRequest,
     SendResponse,
     Status,
     StatusRequest,
     StatusResponse,
+    TaggedMessage,
+    TaggedPresence,
     TailEnd,
     TailRequest,
     Unregistration,
@@ -78,7 +85,7 @@ MESSAGE_BODY = (
     '"message":"héllo","vector-clock":{"n1":2,"n_2":1}'
 )
 MESSAGE_JSON = "{" + MESSAGE_BODY + ',"public-key":"PK","signature":"SIG"}'
-VIEW_JSON = "{" + MESSAGE_BODY + "}"
+VIEW_JSON = "{" + MESSAGE_BODY + ',"display":"alice"}'
 RECORD = CoordinatorRecord("n1", "ws://10.0.0.1:9000", "ws://alice.example:9000", 3)
 RECORD_JSON = (
     '{"node-id":"n1","address":"ws://10.0.0.1:9000",'
@@ -106,9 +113,9 @@ GOLDEN_FRAMES: list[tuple[Frame, str]] = [
         '"signer":"n1","public-key":"PK","signature":"sig"}',
     ),
     (
-        Nodes([MEMBER], {"n1": [], "n_2": ["n1"]}, 3, "n1", 5),
+        Nodes([MEMBER], {"n1": [], "n_2": ["n1"]}, 3, "n1", 5, {"n3": "timed-out"}),
         '{"type":"nodes","node":[' + MEMBER_JSON + '],"neighbours":{"n1":[],"n_2":["n1"]},'
-        '"term":3,"coordinator":"n1","version":5}',
+        '"term":3,"coordinator":"n1","version":5,"departed":{"n3":"timed-out"}}',
     ),
     (
         DiscussionRequest({"n1": 1}, {"n1": "ab"}),
@@ -119,15 +126,18 @@ GOLDEN_FRAMES: list[tuple[Frame, str]] = [
         Heartbeat("n1", 3, {"n1": 2}, "cd"),
         '{"type":"heartbeat","node-id":"n1","term":3,"digest":{"n1":2},"hash":"cd"}',
     ),
+    (Rename("al"), '{"type":"rename","name":"al"}'),
 ]
 
 GOLDEN_REQUESTS: list[tuple[Request, str]] = [
     (SendRequest("hi"), '{"op":"send","text":"hi"}'),
-    (TailRequest(True, 5), '{"op":"tail","follow":true,"last":5}'),
+    (TailRequest(True, 5), '{"op":"tail","follow":true,"last":5,"events":false}'),
+    (TailRequest(True, 5, True), '{"op":"tail","follow":true,"last":5,"events":true}'),
     (HistoryRequest(), '{"op":"history"}'),
     (StatusRequest(), '{"op":"status"}'),
     (WhoRequest(), '{"op":"who"}'),
     (LeaveRequest(), '{"op":"leave"}'),
+    (NickRequest("al"), '{"op":"nick","name":"al"}'),
 ]
 
 STATUS = Status(
@@ -173,7 +183,31 @@ GOLDEN_BODIES: list[tuple[Any, str]] = [
         ),
         '{"members":[{"node-id":"n1","name":"alice","address":"ws://a:1",'
         '"public-address":"ws://a.example:1","priority":2,"role":"coordinator","link":"up",'
-        '"last-heard":0.5}],"ok":true}',
+        '"last-heard":0.5,"display":"","idle":null}],"ok":true}',
+    ),
+    (
+        WhoResponse(
+            [
+                MemberView(
+                    "n1", "al", "ws://a:1", "ws://a:1", 0, "member", "self", None, "al#n1", 2.5
+                )
+            ]
+        ),
+        '{"members":[{"node-id":"n1","name":"al","address":"ws://a:1",'
+        '"public-address":"ws://a:1","priority":0,"role":"member","link":"self",'
+        '"last-heard":null,"display":"al#n1","idle":2.5}],"ok":true}',
+    ),
+    (NickResponse("al"), '{"name":"al","ok":true}'),
+    (
+        TaggedMessage(message=MessageView.of(MESSAGE)),
+        '{"kind":"message","message":' + VIEW_JSON + "}",
+    ),
+    (
+        TaggedPresence(
+            presence=PresenceView("renamed", "n1", "al", "al", "alice", "2024-01-01T00:00:00Z")
+        ),
+        '{"kind":"presence","presence":{"event":"renamed","node-id":"n1","name":"al",'
+        '"display":"al","old-name":"alice","at":"2024-01-01T00:00:00Z"}}',
     ),
     # Director bodies.
     (RECORD, RECORD_JSON),
@@ -394,9 +428,30 @@ def values_of(tp: Any) -> st.SearchStrategy[Any]:
     raise AssertionError(f"no strategy for {tp!r}")
 
 
+# Fields whose values are narrower than their type: member names (chatd.names) and the
+# reasons in ``nodes.departed``.
+NAMES = st.text(
+    st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")),
+    min_size=1,
+    max_size=32,
+).filter(lambda n: name_problem(n) is None)
+NARROW: dict[str, st.SearchStrategy[Any]] = {
+    "name": NAMES,
+    "departed": st.dictionaries(
+        st.text(max_size=12), st.sampled_from(["left", "timed-out"]), max_size=3
+    ),
+}
+
+
 def instances_of(cls: type) -> st.SearchStrategy[Any]:
     hints = typing.get_type_hints(cls)
-    return st.builds(cls, **{a.name: values_of(hints[a.name]) for a in attrs.fields(cls)})
+    return st.builds(
+        cls,
+        **{
+            a.name: NARROW[a.name] if a.name in NARROW else values_of(hints[a.name])
+            for a in attrs.fields(cls)
+        },
+    )
 
 
 @given(st.sampled_from(list(FRAME_TYPES.values())).flatmap(instances_of))
@@ -409,6 +464,13 @@ def test_every_well_typed_frame_round_trips(frame: Frame) -> None:
 # Every number, string and collection has a range, checked at decode ----------------------
 
 MEMBER_OBJ = orjson.loads(MEMBER_JSON)
+HELLO_REST = {
+    "protocol-version": 3,
+    "term": 1,
+    "nonce": "no",
+    "public-key": "PK",
+    "secure": True,
+}
 MESSAGE_OBJ = {"type": "message", **orjson.loads(MESSAGE_JSON)}
 
 OUT_OF_RANGE: list[tuple[dict[str, Any], str]] = [
@@ -443,7 +505,24 @@ OUT_OF_RANGE: list[tuple[dict[str, Any], str]] = [
     ),
     ({"type": "vote", "ok": True, "term": 1, "node-id": "n" * 65}, "node-id: length 65"),
     ({**MESSAGE_OBJ, "message": "x" * 4097}, "message: length 4097"),
-    ({**MESSAGE_OBJ, "name": "x" * 65}, "name: length 65"),
+    ({**MESSAGE_OBJ, "name": "x" * 33}, "name: a name is at most 32 characters"),
+    ({**MESSAGE_OBJ, "name": "evil\u202egnp.exe"}, "name: a name cannot contain a format"),
+    ({"type": "rename", "name": "a\x1b[2Jb"}, "name: a name cannot contain a control"),
+    ({"type": "rename", "name": ""}, "name: a name cannot be empty"),
+    (
+        {**MEMBER_OBJ, "type": "hello", "name": "x#1"} | HELLO_REST,
+        "name: a name cannot contain '#'",
+    ),
+    (
+        {"type": "nodes", "node": [], "neighbours": {}, "term": 1, "coordinator": "n1"}
+        | {"departed": {"n2": "exploded"}},
+        "departed: reason 'exploded' is not one of",
+    ),
+    (
+        {"type": "nodes", "node": [], "neighbours": {}, "term": 1, "coordinator": "n1"}
+        | {"departed": {f"n{i}": "left" for i in range(257)}},
+        "departed: 257 entries, over 256",
+    ),
     ({**MESSAGE_OBJ, "vector-clock": {"n1": 2**53}}, "count 9007199254740992"),
     ({"type": "discussion-request", "vector-clock": {}, "chains": {"n1": "x" * 129}}, "too long"),
 ]

@@ -40,7 +40,10 @@ POLL_INTERVAL = 0.05
 MAX_SOCKET_PATH = 107
 
 DEFAULT_SECRET = b"e2e-group-secret-0123456789abcdef"
-MESSAGE_FIELDS = frozenset({"id", "node-id", "name", "timestamp", "message", "vector-clock"})
+# As the design defines a message, plus the sender's display name (issue 11).
+MESSAGE_FIELDS = frozenset(
+    {"id", "node-id", "name", "timestamp", "message", "vector-clock", "display"}
+)
 
 Event = dict[str, Any]
 Message = dict[str, Any]
@@ -736,7 +739,7 @@ def canonical_key(message: Message) -> tuple[int, str, str]:
 def check_message_shape(message: Message) -> None:
     """The fields of a message object as the design defines them."""
     assert set(message) == MESSAGE_FIELDS, f"fields {sorted(message)}"
-    for name in ("id", "node-id", "name", "timestamp", "message"):
+    for name in ("id", "node-id", "name", "timestamp", "message", "display"):
         assert isinstance(message[name], str) and message[name], f"{name}: {message[name]!r}"
     when = datetime.fromisoformat(message["timestamp"])
     assert when.utcoffset() == timedelta(0), f"timestamp not UTC: {message['timestamp']}"

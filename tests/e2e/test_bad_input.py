@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import orjson
 import pytest
 import trio
 from attrs import define
@@ -384,6 +385,13 @@ def claim_id(node_id: str) -> Script:
     return script
 
 
+async def bidi_name(ws: Any, frames: list[dict[str, Any]], ident: Identity) -> None:
+    """A hello whose name would show reversed (U+202E): written by hand, since this code
+    cannot build one."""
+    hello = orjson.loads(encode_frame(intruder_hello(ident)))
+    await ws.send_message(orjson.dumps({**hello, "name": "evil\u202egnp.exe"}))
+
+
 async def hello_then_join(ws: Any, frames: list[dict[str, Any]], ident: Identity) -> None:
     await ws.send_message(encode_frame(intruder_hello(ident)))
     await ws.send_message(b'{"type": "join"}')
@@ -447,6 +455,7 @@ def test_raw_websocket_intruders_are_refused(setup: Setup) -> None:
             "no-auth": hello_then_join,
             "bad-proof": forge_proof,
             "not-the-tls-key": another_key,
+            "bidi-name": bidi_name,
         }
         # The handshake timeout is 5 s: all at once, so the silent one costs that once.
         with trio.fail_after(30):
@@ -465,6 +474,7 @@ def test_raw_websocket_intruders_are_refused(setup: Setup) -> None:
         "no-auth": "expected auth, got join",
         "bad-proof": "wrong group secret",
         "not-the-tls-key": "hello names another key than the TLS certificate's",
+        "bidi-name": "name: a name cannot contain a format character",
     }
     for name, outcome in outcomes.items():
         assert outcome.closed is not None, f"{name}: alice did not close the connection"

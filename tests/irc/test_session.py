@@ -14,6 +14,7 @@ import trio.testing
 
 from chatd.control import LogLimiter
 from chatd.core.node import NodeError
+from chatd.core.presence import Presence
 from chatd.irc.parse import IrcMessage, parse_line
 from chatd.irc.session import Limits, Session
 from chatd.wire import Message
@@ -299,7 +300,7 @@ async def test_membership_changes_become_quit_nick_and_join(autojump_clock: Any)
         await client.until("366")
         carol = "c" * 32
         node.names[carol] = "bob"  # a second "bob": both get a node-id suffix
-        node.publish(object())
+        node.publish(Presence("joined", carol, "bob"))
         nick = await client.line()
         join = await client.line()
         assert nick is not None and join is not None
@@ -310,9 +311,9 @@ async def test_membership_changes_become_quit_nick_and_join(autojump_clock: Any)
         )
         assert (join.source, join.command) == (f"bob|cccc!{carol[:12]}@chat", "JOIN")
         del node.names[BOB]
-        node.publish(object())
+        node.publish(Presence("timed-out", BOB, "bob"))
         quit_, back = await client.line(), await client.line()
-        assert quit_ is not None and quit_.command == "QUIT"
+        assert quit_ is not None and (quit_.command, quit_.params) == ("QUIT", ("timed out",))
         assert back is not None and (back.command, back.params) == ("NICK", ("bob",))
 
 
