@@ -33,6 +33,9 @@ from chatd.irc.parse import (
 )
 from chatd.wire import DecodeError
 
+# How long a leaving node gives a client to take its last line (ERROR).
+GOODBYE_LINGER = 1.0
+
 
 @frozen
 class Limits:
@@ -42,6 +45,9 @@ class Limits:
     line_timeout: float = 10.0  # for the rest of a started line
     write_timeout: float = 30.0  # for the socket to take queued lines
     queue_lines: int = 1024  # lines queued for the writer
+    # A wrong password is answered after this long: with clients_max connections at most,
+    # guessing a password from a file (8 characters at least) is a few tries a second.
+    refusal_delay: float = 1.0
 
 
 class Session:
@@ -77,6 +83,7 @@ class Session:
         self._cap_pending = False  # CAP LS/REQ before registration holds it until CAP END
         self._out, self._queue = trio.open_memory_channel[bytes](limits.queue_lines)
         self._burst = trio.Lock()  # a JOIN's lines are not interleaved with deliveries
+        self._writing = trio.Lock()  # one send_all on the stream at a time
         self._cut: trio.CancelScope | None = None
         self.reason = "closed"
         self.commands = Commands(self)
@@ -152,27 +159,42 @@ class Session:
             async for event in live:
                 async with self._burst:
                     await self.commands.deliver(event)
+            # The node closed the stream: it is leaving, and stops right after. Say so at
+            # once, shielded for a moment (as control's TailEnd), between the writer's writes.
+            self.reason = "the node left the discussion"
+            line = format_message(IrcMessage("ERROR", (f"Closing link: {self.reason}",)))
+            with trio.CancelScope(shield=True), trio.move_on_after(GOODBYE_LINGER):
+                async with self._writing:
+                    await self.stream.send_all(line)
+            self.cut_off(self.reason)
 
     async def _write(self) -> None:
         """Send queued lines, several per write; cut the session off if the socket does
         not take them within write_timeout."""
         try:
-            async for data in self._queue:
-                batch = [data]
-                size = len(data)
-                while size < 65536:
-                    try:
-                        batch.append(self._queue.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    size += len(batch[-1])
-                with trio.move_on_after(self.limits.write_timeout) as scope:
-                    await self.stream.send_all(b"".join(batch))
-                if scope.cancelled_caught:
-                    self.cut_off("too slow: the client does not read")
-                    return
+            await self._send_queued()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.cut_off("the connection broke")
+            return
+        if self._cut is not None:
+            self._cut.cancel()  # everything queued is sent, the queue closed: the end
+
+    async def _send_queued(self) -> None:
+        async for data in self._queue:
+            batch = [data]
+            size = len(data)
+            while size < 65536:
+                try:
+                    batch.append(self._queue.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                size += len(batch[-1])
+            with trio.move_on_after(self.limits.write_timeout) as scope:
+                async with self._writing:
+                    await self.stream.send_all(b"".join(batch))
+            if scope.cancelled_caught:
+                self.cut_off("too slow: the client does not read")
+                return
 
     # Output -------------------------------------------------------------------------------
 
@@ -259,6 +281,7 @@ class Session:
         ):
             why = "no password" if self._pass is None else "wrong password"
             self.limited.warning("irc.refused", reason=why, remote=self.remote)
+            await trio.sleep(self.limits.refusal_delay)
             await self.numeric(n.ERR_PASSWDMISMATCH, "Password incorrect")
             raise Closed(f"{why} (PASS)")
         self.registered = True

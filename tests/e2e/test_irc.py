@@ -215,6 +215,15 @@ def test_a_wrong_password_is_refused(cluster: Cluster, tmp_path: Path) -> None:
     alice.wait_event("irc.refused", reason="no password")
     assert status(alice.socket)["role"] == "coordinator"  # the node is unharmed
     assert not [line for line in cluster.log_lines() if "not-the-password" in line]
+    # A client with the right password is told when the node leaves.
+    client = IrcClient(gateway["address"], "correct-horse-battery")
+    try:
+        client.wait("welcome")
+        assert stop(alice) == 0
+        error = client.wait("error")
+        assert error.target == "Closing link: the node left the discussion"
+    finally:
+        client.close()
 
 
 def test_irc_options_are_checked() -> None:

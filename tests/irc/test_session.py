@@ -71,6 +71,12 @@ class FakeNode:
             except trio.BrokenResourceError:
                 del self._subscribers[channel]
 
+    def leave(self) -> None:
+        """As the runtime does when the node leaves: every subscription ends."""
+        for channel in self._subscribers:
+            channel.close()
+        self._subscribers.clear()
+
     def send(self, text: str) -> Message:
         if self.refuse is not None:
             raise self.refuse
@@ -335,3 +341,17 @@ async def test_garbage_is_answered_and_the_session_goes_on(autojump_clock: Any) 
         await client.stream.send_all(b"\xff\xfe\r\nFOO bar\r\n" + b"x" * 600 + b"\r\nPING ok\r\n")
         lines = await client.until("PONG")
         assert [m.command for m in lines] == ["400", "421", "417", "PONG"]
+
+
+async def test_the_node_leaving_ends_the_session_with_a_reason(autojump_clock: Any) -> None:
+    node = FakeNode()
+    async with session(node) as (client, reasons):
+        await client.register()
+        await client.send("PING sync")
+        await client.until("PONG")
+        node.leave()
+        lines = await client.closed()
+        assert [(m.command, m.params) for m in lines] == [
+            ("ERROR", ("Closing link: the node left the discussion",))
+        ]
+        assert reasons == ["the node left the discussion"]
