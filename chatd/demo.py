@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             irc = client.status().irc
         if irc is not None:
             host, port = irc.address.rsplit(":", 1)
-            connect_to = f"/connect -password {irc.password} {host} {port}"
+            connect_to = f"/connect {host} {port} {irc.password}"
             print(f"Or as alice from an IRC client (irssi): {connect_to}, then /join #chat\n")
         print("Messages as carol's node delivers them (Ctrl-C: everyone leaves, all is gone):\n")
         sys.stdout.flush()

@@ -16,8 +16,9 @@ from chatd.irc.parse import MAX_LINE_BYTES, IrcMessage, format_message
 CHANNEL = "#chat"
 ACTION_PREFIX = "/me "
 CTCP = "\x01"
-# Characters no IRC line may carry: shown as U+FFFD.
-_FORBIDDEN = str.maketrans({"\0": "\ufffd", "\r": "\ufffd"})
+# Characters no IRC line may carry, and CTCP's delimiter (a member's text must not make
+# IRC clients answer VERSION or offer a DCC): shown as U+FFFD.
+_FORBIDDEN = str.maketrans({"\0": "\ufffd", "\r": "\ufffd", CTCP: "\ufffd"})
 
 
 def is_channel(name: str) -> bool:

@@ -74,3 +74,10 @@ def test_split_keeps_every_character_within_the_budget(text: str, budget: int) -
     pieces = split_utf8(text, budget)
     assert "".join(pieces) == text
     assert all(0 < len(p.encode("utf-8", "surrogatepass")) <= budget for p in pieces)
+
+
+def test_a_member_cannot_send_ctcp_to_irc_clients() -> None:
+    (line,) = text_lines(SOURCE, "\x01DCC SEND x 1 2 3\x01")
+    assert b"\x01" not in line
+    (action,) = text_lines(SOURCE, "/me \x01VERSION\x01")
+    assert action.count(b"\x01") == 2  # only the ACTION's own delimiters
