@@ -468,9 +468,15 @@ class ControlServer:
 
     async def _history(self, request: HistoryRequest, stream: trio.SocketStream) -> Any:
         shown = _shown(self.runtime)
-        return HistoryResponse(
-            [MessageView.of(m, shown.get(m.node_id, "")) for m in self.runtime.node.history]
-        )
+        members = [(m.node_id, m.name) for m in self.runtime.node.members.values()]
+
+        def display(message: Message) -> str:
+            # An author who is no longer a member is told apart from members named alike.
+            if message.node_id not in shown:
+                shown[message.node_id] = display_name(message.node_id, message.name, members)
+            return shown[message.node_id]
+
+        return HistoryResponse([MessageView.of(m, display(m)) for m in self.runtime.node.history])
 
     async def _status(self, request: StatusRequest, stream: trio.SocketStream) -> Any:
         return StatusResponse(status_of(self.runtime, self.irc))

@@ -162,9 +162,11 @@ class Runtime:
                             data = encoded[id(frame)] = encode_frame(frame)
                         link.send_nowait(data)
                 case Deliver(message):
-                    self.last_delivered[message.node_id] = self.now()
+                    if self.node.ready:  # not the history a joining node is handed
+                        self.last_delivered[message.node_id] = self.now()
                     self._publish(message)
                 case Announce(presence):
+                    self._forget_departed()
                     self._publish(evolve(presence, at=self.wallclock()))
                 case Disconnect(peer, reason):
                     if (link := self.links.get(peer)) is not None:
@@ -202,12 +204,14 @@ class Runtime:
         with contextlib.suppress(RuntimeError):  # the node is stopping: no new tasks
             self._nursery.start_soon(fn, *args)
 
+    def _forget_departed(self) -> None:
+        """Keep ``last_delivered`` to about the members (membership just changed)."""
+        if len(self.last_delivered) > 2 * MAX_MEMBERS:
+            members = self.node.members
+            self.last_delivered = {n: t for n, t in self.last_delivered.items() if n in members}
+
     def _publish(self, item: Message | Presence) -> None:
-        if isinstance(item, Presence):
-            if len(self.last_delivered) > 2 * MAX_MEMBERS:  # keep it to about the members
-                members = self.node.members
-                self.last_delivered = {n: t for n, t in self.last_delivered.items() if n in members}
-        elif self.on_deliver is not None:
+        if self.on_deliver is not None and isinstance(item, Message):
             self.on_deliver(item)
         for subscriber, (on_drop, presence) in list(self._subscribers.items()):
             if isinstance(item, Presence) and not presence:

@@ -31,6 +31,12 @@ Rules:
   (``chatd.core.messaging``); a peer that hands over an invalid one is banned. Each is
   relayed once, on first sight, to the neighbours (and the coordinator) that the peer it
   came from did not send it to itself.
+- Names: a node renames itself at once (its messages carry the new name); the coordinator
+  renames a member only on that member's own ``rename`` (its authenticated link), at most
+  ``rename_burst`` at once then ``rename_rate`` a second, and says so in ``nodes``. A
+  member listed under another name than its own asks again, at most every
+  ``rename_retry``. Presence events are derived from the membership (chatd.core.presence);
+  ``nodes.departed`` says which removed members left and which were taken for dead.
 - Frames whose ``node-id`` is not the authenticated peer that sent them are refused.
   Refusals are logged once, then summed (``chatd.core.abuse``); frames no honest node sends
   are strikes, and too many close the link.

@@ -84,8 +84,9 @@ class NodeState:
         self._last_claim_by: dict[str, float] = {}
         self._last_reassert = float("-inf")
         # Presence (chatd.core.presence): what clients were last told of the membership;
-        # as coordinator, why members it removed in this term went (``nodes.departed``);
-        # as a member, what the coordinator's latest ``nodes`` said of that.
+        # as coordinator, why the members it removed went (``nodes.departed``, the newest
+        # MAX_MEMBERS; an entry goes when its node joins again); as a member, what the
+        # coordinator's latest ``nodes`` said of that.
         self.roster = Roster()
         self.departed: dict[str, str] = {}
         self._renames: dict[str, TokenBucket] = {}  # as coordinator: per member

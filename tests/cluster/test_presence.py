@@ -55,3 +55,26 @@ async def test_join_leave_and_timeout_are_seen_everywhere(
         assert ("left", "carol") not in watch.events()
         assert ("timed-out", "bob") not in watch.events()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_crashed_coordinator_is_timed_out_and_its_successor_announced(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_cluster(seed=12) as cluster, trio.open_nursery() as nursery:
+        first = await cluster.add("alice", priority=10)
+        await cluster.wait_joined(first)
+        bob = await cluster.add("bob", priority=5)
+        carol = await cluster.add("carol")
+        await cluster.wait_until(
+            lambda: all(len(m.node.members) == 3 for m in (first, bob, carol)), "three members"
+        )
+        watch = Watcher(carol, nursery)
+        cluster.crash(first)
+        await cluster.wait_until(
+            lambda: {("timed-out", "alice"), ("coordinator", "bob")} <= set(watch.events()),
+            "carol saw alice time out and bob take over",
+        )
+        assert ("left", "alice") not in watch.events()
+        stamped = [p for p in watch.items if isinstance(p, Presence)]
+        assert all(p.at.endswith("Z") and "T" in p.at for p in stamped)
+        nursery.cancel_scope.cancel()

@@ -14,6 +14,7 @@ from typing import Any
 
 from chatd.config import TEST
 from chatd.core.node import (
+    Announce,
     Deliver,
     Disconnect,
     Effect,
@@ -22,6 +23,7 @@ from chatd.core.node import (
     Send,
     UnregisterCoordinator,
 )
+from chatd.core.presence import Presence
 from chatd.identity import Identity
 from chatd.wire import (
     PROTOCOL_VERSION,
@@ -72,6 +74,7 @@ class Mesh:
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.links: set[frozenset[str]] = set()
         self.delivered: dict[str, list[str]] = {}
+        self.presence: dict[str, list[Presence]] = {}  # node-id -> its announcements
         self.director: list[tuple[str, Effect]] = []
         self.frames: list[tuple[str, str, Frame]] = []  # (from, to, frame), as carried
         self.drop: Drop = lambda src, dst, frame: False
@@ -94,6 +97,7 @@ class Mesh:
         self.identities[node.node_id] = ident
         self.events[node.node_id] = events
         self.delivered[node.node_id] = []
+        self.presence[node.node_id] = []
         return node
 
     def hello(self, node: Node) -> Hello:
@@ -161,6 +165,8 @@ class Mesh:
                     queue.extend((peer, e) for e in caused)
                 case Deliver(message=message):
                     self.delivered[src].append(message.id)
+                case Announce(presence=presence):
+                    self.presence[src].append(presence)
                 case Disconnect(peer=peer):
                     self.disconnect(src, peer)
                 case RegisterCoordinator() | UnregisterCoordinator():
