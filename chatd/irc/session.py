@@ -207,7 +207,11 @@ class Session:
             await self.put(line)
 
     async def numeric(self, code: str, *params: str) -> None:
-        await self.put(format_message(IrcMessage(code, (self.nick, *params), SERVER)))
+        """A numeric reply; middle parameters may echo what the client sent (a channel, a
+        nick), so one that cannot be written as a middle parameter is shown as ``*``."""
+        *middle, last = (self.nick, *params)
+        shown = tuple(p if _writable(p) else "*" for p in middle)
+        await self.put(format_message(IrcMessage(code, (*shown, last), SERVER)))
 
     async def notice(self, text: str) -> None:
         await self.put(format_message(IrcMessage("NOTICE", (self.nick, text), SERVER)))
@@ -289,3 +293,7 @@ class Session:
         self.nick = own if own is not None and is_valid_nick(own) else "chat"
         self.log.info("irc.registered", caps=sorted(self.caps))
         await self.commands.welcome(renamed=fold(self._nick) != fold(self.nick))
+
+
+def _writable(param: str) -> bool:
+    return bool(param) and " " not in param and not param.startswith(":")

@@ -3,6 +3,7 @@ and its deadline, the password, CAP, pings, a client that does not read, the cha
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from chatd.core.node import NodeError
 from chatd.core.presence import Presence
 from chatd.irc.parse import IrcMessage, parse_line
 from chatd.irc.session import Limits, Session
+from chatd.testing import fuzz
 from chatd.wire import Message
 
 ME = "a" * 32
@@ -355,3 +357,48 @@ async def test_the_node_leaving_ends_the_session_with_a_reason(autojump_clock: A
             ("ERROR", ("Closing link: the node left the discussion",))
         ]
         assert reasons == ["the node left the discussion"]
+
+
+HOSTILE = [
+    "NICK ::x",
+    "NICK :a b",
+    "JOIN ,#chat,,#other",
+    "JOIN :#a b",
+    "PRIVMSG ,:x :hi",
+    "PRIVMSG :#chat",
+    "CAP :a b",
+    "CAP REQ",
+    "WHO :a b",
+    "WHOIS :",
+    "WHOIS",
+    "MODE :x y",
+    "MODE",
+    "PART :a b",
+    "PART ,",
+    "TOPIC :",
+    "NAMES :a b",
+    "ISON",
+    "USERHOST :x y",
+    "PASS",
+    "USER",
+    "NOTICE",
+]
+
+
+async def test_hostile_and_fuzzed_lines_are_answered_and_the_session_goes_on(
+    autojump_clock: Any,
+) -> None:
+    rng = random.Random(11)
+    fuzzed = [fuzz.irc_line_input(rng) for _ in range(400)]
+    lines = [line.encode() for line in HOSTILE] + [
+        raw for raw in fuzzed if not raw.upper().lstrip().startswith((b"QUIT", b"@"))
+    ]
+    async with session(FakeNode()) as (client, reasons):
+        await client.register()
+        await client.send("JOIN #chat")
+        for raw in lines:
+            await client.stream.send_all(raw.replace(b"\r", b"") + b"\r\n")
+        await client.send("PING still-alive")
+        while (pong := (await client.until("PONG"))[-1]).params[-1] != "still-alive":
+            assert pong.command == "PONG"  # one of the fuzzed PINGs
+        assert not reasons  # still running
