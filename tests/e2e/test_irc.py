@@ -8,6 +8,7 @@ password); bob (and later carol) are plain nodes.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -226,8 +227,9 @@ def test_a_wrong_password_is_refused(cluster: Cluster, tmp_path: Path) -> None:
         client.close()
 
 
-def test_irc_options_are_checked() -> None:
-    base = [binary("chatd"), "--director", "http://127.0.0.1:9", "--insecure"]
+def test_irc_options_are_checked(tmp_path: Path) -> None:
+    sock = ["--socket", str(tmp_path / "c.sock")]
+    base = [binary("chatd"), "--director", "http://127.0.0.1:9", "--insecure", *sock]
     cases = {
         "is not a loopback address": ["--irc", "192.0.2.1:6667"],
         "give HOST:PORT": ["--irc", "127.0.0.1"],
@@ -238,3 +240,14 @@ def test_irc_options_are_checked() -> None:
     for expected, extra in cases.items():
         done = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and expected in done.stderr, (extra, done.stderr)
+    # A port already taken: exit 3, as for the peer port, before the director is asked.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [*base, "--irc", f"127.0.0.1:{port}"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 3, done.stderr
+    assert f"cannot listen for IRC clients on 127.0.0.1:{port}: address already in use" in (
+        done.stderr
+    )
