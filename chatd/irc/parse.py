@@ -49,7 +49,8 @@ def parse_line(raw: bytes) -> IrcMessage | None:
     if b"\0" in raw or b"\r" in raw or b"\n" in raw:
         raise IrcParseError("NUL, CR or LF inside a line")
     tags: tuple[tuple[str, str], ...] = ()
-    if raw.startswith(b"@"):
+    tagged = raw.startswith(b"@")
+    if tagged:
         space = raw.find(b" ")
         if space < 0:
             raise IrcParseError("tags without a command")
@@ -61,7 +62,7 @@ def parse_line(raw: bytes) -> IrcMessage | None:
         raise IrcParseError(f"line over {MAX_LINE_BYTES} bytes", too_long=True)
     text = _text(raw).lstrip(" ")
     if not text:
-        if tags:
+        if tagged:
             raise IrcParseError("tags without a command")
         return None
     source = None

@@ -57,6 +57,8 @@ def test_blank_lines_are_ignored(raw: bytes) -> None:
         (b":src", "not a command"),
         (b"@tag", "tags without a command"),
         (b"@a=b ", "tags without a command"),
+        (b"@ ", "tags without a command"),
+        (b"@;  \r", "tags without a command"),
         (b"@bad!key=1 PING x", "bad tag key"),
         (b"X " + b"a " * 16, "more than 15 parameters"),
     ],
