@@ -402,3 +402,17 @@ async def test_hostile_and_fuzzed_lines_are_answered_and_the_session_goes_on(
         while (pong := (await client.until("PONG"))[-1]).params[-1] != "still-alive":
             assert pong.command == "PONG"  # one of the fuzzed PINGs
         assert not reasons  # still running
+
+
+async def test_history_of_a_member_who_left_uses_its_name_told_apart(autojump_clock: Any) -> None:
+    node = FakeNode()
+    node.names["d" * 32] = "bob"  # a second bob, who then leaves
+    node.deliver(node.message("d" * 32, "from the other bob"))
+    del node.names["d" * 32]
+    async with session(node) as (client, _):
+        await client.register()
+        await client.send("JOIN #chat")
+        await client.until("366")
+        replayed = await client.line()
+        assert replayed is not None and replayed.params == ("#chat", "from the other bob")
+        assert replayed.source == f"bob|dddd!{'d' * 12}@chat"  # not the bob who is here
