@@ -39,6 +39,8 @@ GOODBYE_LINGER = 1.0
 
 @frozen
 class Limits:
+    """A session's bounds (README: IRC gateway)."""
+
     registration_timeout: float = 30.0
     ping_interval: float = 60.0  # of silence from the client, then PING
     ping_timeout: float = 60.0  # for any line after that PING
@@ -84,7 +86,8 @@ class Session:
         self._out, self._queue = trio.open_memory_channel[bytes](limits.queue_lines)
         self._burst = trio.Lock()  # a JOIN's lines are not interleaved with deliveries
         self._writing = trio.Lock()  # one send_all on the stream at a time
-        self._cut: trio.CancelScope | None = None
+        self._cut: trio.CancelScope | None = None  # the whole session's
+        self._forward_scope: trio.CancelScope | None = None
         self.reason = "closed"
         self.commands = Commands(self)
 
@@ -107,8 +110,6 @@ class Session:
                 if self._forward_scope is not None:
                     self._forward_scope.cancel()
         return self.reason
-
-    _forward_scope: trio.CancelScope | None = None
 
     def cut_off(self, reason: str) -> None:
         self.reason = reason
@@ -159,6 +160,8 @@ class Session:
             async for event in live:
                 async with self._burst:
                     await self.commands.deliver(event)
+            if self._cut is not None and self._cut.cancel_called:
+                return  # cut off (too slow): the node closed the stream for that
             # The node closed the stream: it is leaving, and stops right after. Say so at
             # once, shielded for a moment (as control's TailEnd), between the writer's writes.
             self.reason = "the node left the discussion"
