@@ -35,6 +35,8 @@ from chatd.wire import DecodeError
 
 # How long a leaving node gives a client to take its last line (ERROR).
 GOODBYE_LINGER = 1.0
+# With nothing delivered for this long, the client's view of the members is checked.
+RESYNC_INTERVAL = 2.0
 
 
 @frozen
@@ -157,9 +159,19 @@ class Session:
 
     async def _forward(self, live: trio.MemoryReceiveChannel[Any], scope: trio.CancelScope) -> None:
         with scope, live:
-            async for event in live:
+            while True:
+                with trio.move_on_after(RESYNC_INTERVAL) as idle:
+                    try:
+                        event = await live.receive()
+                    except trio.EndOfChannel:
+                        break
                 async with self._burst:
-                    await self.commands.deliver(event)
+                    if idle.cancelled_caught:
+                        # No event says who was already there when this node joined a
+                        # discussion (the first membership is the baseline): catch up.
+                        await self.commands.sync_members()
+                    else:
+                        await self.commands.deliver(event)
             if self._cut is not None and self._cut.cancel_called:
                 return  # cut off (too slow): the node closed the stream for that
             # The node closed the stream: it is leaving, and stops right after. Say so at

@@ -416,3 +416,16 @@ async def test_history_of_a_member_who_left_uses_its_name_told_apart(autojump_cl
         replayed = await client.line()
         assert replayed is not None and replayed.params == ("#chat", "from the other bob")
         assert replayed.source == f"bob|dddd!{'d' * 12}@chat"  # not the bob who is here
+
+
+async def test_members_already_there_when_the_node_joined_are_shown(autojump_clock: Any) -> None:
+    node = FakeNode()
+    del node.names[BOB]  # the node is not in a discussion yet
+    async with session(node) as (client, _):
+        await client.register()
+        await client.send("JOIN #chat")
+        names = [m for m in await client.until("366") if m.command == "353"]
+        assert names[0].params[-1] == "alice"
+        node.names[BOB] = "bob"  # joined a discussion: its baseline brings no events
+        join = await client.line()
+        assert join is not None and (join.source, join.command) == (f"bob!{BOB[:12]}@chat", "JOIN")
