@@ -2,6 +2,7 @@
 
 ``parse`` (lines), ``numerics``, ``nicks`` (display names -> nicks), ``channel`` (texts <->
 lines of ``#chat``), ``node`` (what the gateway needs of the node), ``session``
-(registration and a connection's tasks), ``commands`` (a registered client's commands and
-the node's deliveries), ``server`` (the listener, options and password).
+(registration and a connection's tasks), ``commands`` (a registered client's commands),
+``relay`` (the node's deliveries and membership as lines), ``server`` (the listener,
+options and password).
 """

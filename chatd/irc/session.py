@@ -31,6 +31,7 @@ from chatd.irc.parse import (
     format_message,
     parse_line,
 )
+from chatd.irc.relay import Relay
 from chatd.wire import DecodeError
 
 # How long a leaving node gives a client to take its last line (ERROR).
@@ -92,6 +93,7 @@ class Session:
         self._forward_scope: trio.CancelScope | None = None
         self.reason = "closed"
         self.commands = Commands(self)
+        self.relay = Relay(self)
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -169,9 +171,9 @@ class Session:
                     if idle.cancelled_caught:
                         # No event says who was already there when this node joined a
                         # discussion (the first membership is the baseline): catch up.
-                        await self.commands.sync_members()
+                        await self.relay.sync_members()
                     else:
-                        await self.commands.deliver(event)
+                        await self.relay.deliver(event)
             if self._cut is not None and self._cut.cancel_called:
                 return  # cut off (too slow): the node closed the stream for that
             # The node closed the stream: it is leaving, and stops right after. Say so at
