@@ -26,7 +26,7 @@ test-hosts: $(STAMP)
 	$(BIN)/pytest -q -m hosts tests/hosts
 
 # 100,000 inputs per decoder (peer frames, control requests, control lines, the director's
-# proof header, the secret file); `make test`
+# proof header, the secret file, IRC lines); `make test`
 # runs 2,000 each. ARGS: --seed S to replay, --cases N, --decoder NAME, --case I.
 # Then 1,500 random runs of the hostile-member state machine (`make test`: 60, fixed).
 fuzz: $(STAMP)

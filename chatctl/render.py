@@ -124,6 +124,9 @@ def status_lines(status: Status) -> list[str]:
     if status.director:
         rows.append(("director", [visible(status.director)]))
     rows.append(("secure", [secure_line(status)]))
+    if status.irc is not None:
+        irc = status.irc
+        rows.append(("irc", [f"{visible(irc.address)} password {visible(irc.password)}"]))
     width = max(len(key) for key, _ in rows) + 2
     lines: list[str] = []
     for key, values in rows:

@@ -21,6 +21,7 @@ from chatd.control import ControlAccess
 from chatd.daemon import Options, run_chatd
 from chatd.director_client import DirectorError, check_base_url, load_director_cert
 from chatd.exits import find_fatal
+from chatd.irc.server import IrcOptionError, IrcSettings, load_password, parse_address
 from chatd.names import name_problem
 from chatd.paths import resolve_socket_path
 from chatd.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
@@ -88,6 +89,22 @@ def parser() -> argparse.ArgumentParser:
         "--flood-burst", type=int, metavar="N", help="messages at once above the rate (default 50)"
     )
     p.add_argument(
+        "--irc",
+        metavar="HOST:PORT",
+        help="serve IRC clients here (loopback only unless --irc-allow-remote), e.g."
+        " 127.0.0.1:6667; the password is in `chatctl status`",
+    )
+    p.add_argument(
+        "--irc-password-file",
+        metavar="PATH",
+        help="the IRC gateway's password: the file's first line (default: a random one)",
+    )
+    p.add_argument(
+        "--irc-allow-remote",
+        action="store_true",
+        help="let --irc listen on an address other hosts can reach (logged as a warning)",
+    )
+    p.add_argument(
         "--bench-trace",
         action="store_true",
         help="benchmarks only: print a JSON line with a monotonic timestamp per delivery",
@@ -152,6 +169,17 @@ def main(argv: list[str] | None = None) -> int:
             print("chatd: --flood-burst must be at least 1", file=sys.stderr)
             return 2
         config = attrs.evolve(config, flood_burst=args.flood_burst)
+    irc = None
+    if args.irc is not None:
+        try:
+            host, port = parse_address(args.irc, args.irc_allow_remote)
+            irc = IrcSettings(host, port, load_password(args.irc_password_file))
+        except IrcOptionError as exc:
+            print(f"chatd: {exc}", file=sys.stderr)
+            return 2
+    elif args.irc_password_file is not None or args.irc_allow_remote:
+        print("chatd: --irc-password-file and --irc-allow-remote need --irc", file=sys.stderr)
+        return 2
     if args.name is not None and (problem := name_problem(args.name)) is not None:
         print(f"chatd: --name: {problem}", file=sys.stderr)
         return 2
@@ -172,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         keyring=keyring,
         secret_file=args.secret_file,
         bench_trace=args.bench_trace,
+        irc=irc,
     )
     try:
         return trio.run(run_chatd, options, config, chat_log.get_logger())

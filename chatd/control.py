@@ -41,6 +41,7 @@ from chatd.wire import (
     ErrorResponse,
     HistoryRequest,
     HistoryResponse,
+    IrcView,
     LeaveRequest,
     MemberView,
     Message,
@@ -238,9 +239,15 @@ class LogLimiter:
 
 class ControlServer:
     def __init__(
-        self, runtime: Runtime, path: Path, log: Any, access: ControlAccess | None = None
+        self,
+        runtime: Runtime,
+        path: Path,
+        log: Any,
+        access: ControlAccess | None = None,
+        irc: IrcView | None = None,
     ) -> None:
         self.runtime = runtime
+        self.irc = irc  # shown by status: the IRC gateway's address and password
         self.config = runtime.config
         self.path = path
         self.log = log
@@ -472,7 +479,7 @@ class ControlServer:
         return HistoryResponse([MessageView.of(m, display(m)) for m in self.runtime.node.history])
 
     async def _status(self, request: StatusRequest, stream: trio.SocketStream) -> Any:
-        return StatusResponse(status_of(self.runtime))
+        return StatusResponse(status_of(self.runtime, self.irc))
 
     async def _who(self, request: WhoRequest, stream: trio.SocketStream) -> Any:
         return WhoResponse(members_of(self.runtime))
@@ -487,7 +494,7 @@ class ControlServer:
         return OkResponse()
 
 
-def status_of(runtime: Runtime) -> Status:
+def status_of(runtime: Runtime, irc: IrcView | None = None) -> Status:
     node = runtime.node
     now = runtime.now()
     peers = []
@@ -515,6 +522,7 @@ def status_of(runtime: Runtime) -> Status:
         director=runtime.director_error or "ok",
         secure=runtime.keyring is not None and all(p.encrypted for p in peers),
         counters=dict(node.counters),
+        irc=irc,
     )
 
 

@@ -27,11 +27,13 @@ from chatd.core.node import Node, Role
 from chatd.director_client import DirectorClient, DirectorError
 from chatd.exits import EXIT_LISTEN, Fatal
 from chatd.identity import Identity
+from chatd.irc.node import RuntimeNode
+from chatd.irc.server import IrcGateway, IrcSettings
 from chatd.notify import sd_notify, start_service_tasks
 from chatd.runtime import Runtime
 from chatd.tls import peer_tls
 from chatd.transport import Channel, WebSocketTransport, host_for_url
-from chatd.wire import MemberRecord, Message
+from chatd.wire import IrcView, MemberRecord, Message
 
 
 @frozen
@@ -49,6 +51,7 @@ class Options:
     bench_trace: bool = False
     director_cert: str | None = None  # PEM: the one certificate an https director may show
     control_access: ControlAccess | None = None  # None: root and this process's uid
+    irc: IrcSettings | None = None  # --irc: the IRC gateway (off by default)
 
 
 async def run_chatd(options: Options, config: Config, log: Any) -> int:
@@ -108,7 +111,11 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
                 runtime.on_deliver = trace_delivery
             holder.append(runtime)
             started.set()
-            await nursery.start(ControlServer(runtime, options.socket, node.log, access).serve)
+            irc = None
+            if options.irc is not None:
+                irc = IrcView(await _start_irc(nursery, options.irc, runtime), options.irc.password)
+            control = ControlServer(runtime, options.socket, node.log, access, irc)
+            await nursery.start(control.serve)
 
             async def run_then_stop() -> None:
                 await runtime.run()
@@ -146,6 +153,19 @@ def node_status(runtime: Runtime) -> str:
     if runtime.director_error is not None:
         text += f"; director: {runtime.director_error}"
     return text
+
+
+async def _start_irc(nursery: trio.Nursery, settings: IrcSettings, runtime: Runtime) -> str:
+    """Start the IRC gateway (README: IRC gateway); the address it listens on."""
+    gateway = IrcGateway(RuntimeNode(runtime), settings, runtime.node.log)
+    try:
+        address: str = await nursery.start(gateway.serve)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        where = f"{host_for_url(settings.host)}:{settings.port}"
+        runtime.node.log.error("irc.listen_failed", address=where, reason=reason)
+        raise Fatal(EXIT_LISTEN, f"cannot listen for IRC clients on {where}: {reason}") from None
+    return address
 
 
 def trace_delivery(message: Message) -> None:

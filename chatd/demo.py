@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         for name in NAMES:
             argv = [str(BIN / "chatd"), "--director", url, "--name", name]
             argv += ["--socket", str(socks[name]), "--secret-file", str(secret)]
+            argv += ["--irc", "127.0.0.1:0"] if name == "alice" else []
             daemons.append(Daemon(name, argv, args.logs))
             # One at a time, so the first one starts the discussion and the others join it.
             wait_for(partial(members, socks[name]), f"{name} to join")
@@ -146,6 +147,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {chatctl} --socket {socks['bob']} tail -f")
         print(f"  {chatctl} --socket {socks['carol']} who")
         print(f"  {chatctl} --socket {socks['alice']} status --json\n")
+        with connect(socks["alice"], timeout=2) as client:
+            irc = client.status().irc
+        if irc is not None:
+            host, port = irc.address.rsplit(":", 1)
+            connect_to = f"/connect {host} {port} {irc.password}"
+            print(f"Or as alice from an IRC client (irssi): {connect_to}, then /join #chat\n")
         print("Messages as carol's node delivers them (Ctrl-C: everyone leaves, all is gone):\n")
         sys.stdout.flush()
 

@@ -1,4 +1,4 @@
-"""Fuzzing the decoders that take bytes from outside: peer frames and control requests.
+"""Fuzzing the decoders that take bytes from outside: peer frames, control requests, IRC lines.
 
 For any input the decoder returns a valid object or raises ``DecodeError``; nothing else
 escapes, it never hangs, and what it accepts re-encodes to bytes that decode to the same
@@ -47,6 +47,7 @@ from chatd.auth import (
     parse_keyring,
 )
 from chatd.control import MAX_REQUEST_BYTES, LineReader
+from chatd.irc.parse import MAX_PARAMS, IrcMessage, IrcParseError, format_message, parse_line
 from chatd.names import name_problem
 from chatd.wire import (
     FRAME_TYPES,
@@ -746,6 +747,67 @@ def check_secret_file(data: bytes) -> Keyring | None:
     return keyring
 
 
+# IRC lines from a client (chatd.irc.parse) ---------------------------------------------------
+
+_IRC_SAMPLES = [
+    b"CAP LS 302",
+    b"CAP REQ :server-time message-tags",
+    b"PASS s3cret-password",
+    b"NICK alice",
+    b"USER alice 0 * :Alice Liddell",
+    b"JOIN #chat",
+    b"PRIVMSG #chat :hello there",
+    b"PRIVMSG #chat :\x01ACTION waves\x01",
+    b"NOTICE #chat :caf\xc3\xa9 \xf0\x9f\x98\x80",
+    b"@+typing=active;msgid=a\\sb\\:c;flag TAGMSG #chat",
+    b"@time=2026-12-01T10:00:00.000Z :src!u@h PRIVMSG #chat ::-) x",
+    b"WHO #chat",
+    b"MODE #chat +b",
+    b"PING :token with spaces",
+    b"QUIT :bye",
+    b"001 me :welcome",
+]
+_IRC_TOKENS = [b" ", b":", b"@", b";", b"=", b"\\", b"\r", b"\x00", b"\x01", b"\xff", b"#", b"!"]
+
+
+def irc_line_input(rng: random.Random) -> bytes:
+    """A line as the gateway's reader hands it over (no LF): valid, mutated or junk."""
+    roll = rng.random()
+    if roll < 0.08:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+    data = rng.choice(_IRC_SAMPLES)
+    if roll < 0.2:
+        return data
+    for _ in range(rng.choice([1, 1, 2, 3, 8])):
+        if rng.random() < 0.3:
+            pos = rng.randrange(len(data) + 1)
+            data = data[:pos] + rng.choice(_IRC_TOKENS) * rng.choice([1, 2, 15, 300]) + data[pos:]
+        else:
+            data = mutate_bytes(data, rng, _IRC_SAMPLES)
+    return data.replace(b"\n", b"")
+
+
+def check_irc_line(raw: bytes) -> IrcMessage | None:
+    """The IRC parser's invariant: None (blank), ``IrcParseError`` saying why, or a message
+    within the bounds that writes back to a line parsing to the same message."""
+    try:
+        message = _timed(parse_line, raw)
+    except IrcParseError as exc:
+        assert str(exc), "an IrcParseError must say why"
+        return None
+    if message is None:
+        assert not raw.strip(b" \r"), "a line with content parsed as blank"
+        return None
+    assert message.command and message.command == message.command.upper()
+    assert len(message.params) <= MAX_PARAMS
+    # Tag values may hold CR and LF (escaped on the wire); parameters never.
+    for text in message.params:
+        assert not any(c in text for c in "\0\r\n"), "NUL, CR or LF in a parameter"
+    again = format_message(message)
+    assert parse_line(again.removesuffix(b"\r\n")) == message, "written back, parses differently"
+    return message
+
+
 DECODERS = {
     d.name: d
     for d in [
@@ -758,6 +820,16 @@ DECODERS = {
             secret_file_input,
             check_secret_file,
             [("many lines", b"a-group-secret-of-32-bytes-xxxxx\n" * 2000)],
+        ),
+        Decoder(
+            "irc-line",
+            irc_line_input,
+            check_irc_line,
+            [
+                ("at the read cap", b"@" + b"a=" * 2047 + b" PRIVMSG #chat :" + b"x" * 494),
+                ("many parameters", b"X" + b" a" * 254),
+                ("escapes", b"@a=" + b"\\" * 4000 + b" PING x"),
+            ],
         ),
     ]
 }

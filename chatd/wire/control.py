@@ -186,6 +186,15 @@ class PeerView:
 
 
 @frozen
+class IrcView:
+    """The IRC gateway (``chatd --irc``): where it listens and its password. Shown only to
+    those who may use the control socket: the password lets an IRC client talk as this node."""
+
+    address: str
+    password: str
+
+
+@frozen
 class Status:
     node_id: str
     name: str
@@ -203,6 +212,7 @@ class Status:
     # A group secret is required of every peer and every link is encrypted.
     secure: bool = True
     counters: dict[str, int] = field(factory=dict)
+    irc: IrcView | None = None  # None: no IRC gateway (no --irc)
 
 
 @frozen

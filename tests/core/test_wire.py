@@ -31,6 +31,7 @@ from chatd.wire import (
     Hello,
     HistoryRequest,
     HistoryResponse,
+    IrcView,
     Join,
     JoinAdvice,
     Leave,
@@ -156,6 +157,7 @@ STATUS = Status(
     "http://127.0.0.1:8700",
     True,
     {"messages.relayed": 4},
+    IrcView("127.0.0.1:6667", "pw"),
 )
 STATUS_JSON = (
     '{"node-id":"n1","name":"alice","address":"ws://10.0.0.1:9000",'
@@ -163,7 +165,8 @@ STATUS_JSON = (
     '"term":3,"members":[' + MEMBER_JSON + '],"neighbours":["n2"],"vector-clock":{"n1":2},'
     '"messages":1,"peers":[{"node-id":"n2","name":"bob","last-heard":0.5,"encrypted":true,'
     '"cipher":"TLSv1.3 TLS_AES_256_GCM_SHA384"}],'
-    '"director":"http://127.0.0.1:8700","secure":true,"counters":{"messages.relayed":4}}'
+    '"director":"http://127.0.0.1:8700","secure":true,"counters":{"messages.relayed":4},'
+    '"irc":{"address":"127.0.0.1:6667","password":"pw"}}'
 )
 
 GOLDEN_BODIES: list[tuple[Any, str]] = [
