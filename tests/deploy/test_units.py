@@ -355,12 +355,24 @@ def test_containerfile_runs_as_non_root() -> None:
 
 
 def test_containerfile_installs_the_lock() -> None:
-    runs = [a for ins, a in containerfile_instructions() if ins == "RUN"]
+    """The locked dependencies (hashes checked), then the project without touching them;
+    the lock alone is copied first, so a change of the sources reuses that layer."""
+    instructions = containerfile_instructions()
+    runs = [a for ins, a in instructions if ins == "RUN"]
+    locked = next(
+        i
+        for i, (ins, a) in enumerate(instructions)
+        if ins == "RUN"
+        and re.search(
+            r"/opt/chat/venv/bin/pip install --require-hashes -r requirements\.lock(\s|$)", a
+        )
+    )
+    copies = [a for ins, a in instructions[:locked] if ins == "COPY"]
+    assert copies == ["requirements.lock ."], copies
     assert any(
-        re.search(r"/opt/chat/venv/bin/pip install --require-hashes -r requirements\.lock(\s|$)", r)
-        and re.search(r"/opt/chat/venv/bin/pip install --no-deps --no-build-isolation \.(\s|$)", r)
+        re.search(r"/opt/chat/venv/bin/pip install --no-deps --no-build-isolation \.(\s|$)", r)
         for r in runs
-    ), runs
+    )
 
 
 def test_containerfile_defaults() -> None:
