@@ -303,6 +303,7 @@ def test_peer_with_the_wrong_secret_is_refused_at_the_handshake(setup: Setup) ->
     assert stop(mallory) == 0, mallory.describe()
 
 
+@pytest.mark.slow
 def test_secure_director_refuses_a_node_with_the_wrong_secret(setup: Setup) -> None:
     """Refused on every attempt at start-up, the node says so (status, an error-level log
     line), then stops with one line and exit 4 rather than wait forever."""
@@ -441,6 +442,7 @@ async def run_raw(address: str, script: Script, outcome: Outcome) -> None:
             outcome.closed = str(exc.reason)
 
 
+@pytest.mark.slow
 def test_raw_websocket_intruders_are_refused(setup: Setup) -> None:
     alice = setup.alice
     address = status(alice.socket)["address"]

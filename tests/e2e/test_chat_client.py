@@ -247,6 +247,7 @@ def test_ctrl_c_ctrl_d_and_signals_restore_the_terminal(
     assert status(bob.socket)["role"] == "member"
 
 
+@pytest.mark.slow
 def test_the_node_killed_is_said_then_picked_up_again_and_unsent_text_reported(
     cluster: Cluster, terminals: list[Terminal]
 ) -> None:

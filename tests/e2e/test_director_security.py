@@ -196,6 +196,7 @@ def test_a_replayed_registration_is_refused(tmp_path: Path) -> None:
         assert status(node.socket)["director"] == "ok"
 
 
+@pytest.mark.slow
 def test_https_director_with_a_pinned_certificate(tmp_path: Path) -> None:
     mine, other = self_signed(tmp_path, "director"), self_signed(tmp_path, "impostor")
     with Cluster(tmp_path) as cluster:
@@ -248,6 +249,7 @@ def test_chatd_refuses_a_pin_it_cannot_use(tmp_path: Path) -> None:
             assert why in "\n".join(node.stderr_lines), node.describe()
 
 
+@pytest.mark.slow
 def test_sighup_rotates_the_directors_secret(tmp_path: Path) -> None:
     with Cluster(tmp_path, secret=OLD) as cluster:
         director_secret = cluster.write_secret("director-secret", OLD)

@@ -312,6 +312,7 @@ def test_paused_coordinator_is_replaced_then_reelected(tmp_path: Path) -> None:
         check_logs(cluster)
 
 
+@pytest.mark.slow
 def test_paused_member_is_dropped_then_rejoins(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster:
         director = cluster.start_director()
@@ -334,6 +335,7 @@ def test_paused_member_is_dropped_then_rejoins(tmp_path: Path) -> None:
         check_logs(cluster)
 
 
+@pytest.mark.slow
 def test_director_restart_keeps_the_discussion(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster:
         director = cluster.start_director()
@@ -389,6 +391,7 @@ def test_director_restart_keeps_the_discussion(tmp_path: Path) -> None:
         check_logs(cluster)
 
 
+@pytest.mark.slow
 def test_two_members_killed_at_once(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster:
         director = cluster.start_director()

@@ -227,6 +227,7 @@ def test_a_wrong_password_is_refused(cluster: Cluster, tmp_path: Path) -> None:
         client.close()
 
 
+@pytest.mark.slow
 def test_irc_options_are_checked(tmp_path: Path) -> None:
     sock = ["--socket", str(tmp_path / "c.sock")]
     base = [binary("chatd"), "--director", "http://127.0.0.1:9", "--insecure", *sock]

@@ -221,6 +221,7 @@ def test_a_clock_the_director_refuses_at_start_up_stops_the_node_with_exit_5(
         assert line.endswith("; set both hosts' clocks by NTP)"), line
 
 
+@pytest.mark.slow
 def test_once_joined_a_refused_secret_is_shown_but_never_stops_the_node(tmp_path: Path) -> None:
     """The director stops accepting the coordinator's secret (its file changed under it):
     the node says so in status and at error level, and chats on."""

@@ -257,6 +257,7 @@ def test_half_sent_tls_hellos_are_closed_at_the_deadline(setup: Setup) -> None:
     check_flow([alice, bob], "after half-sent upgrades")
 
 
+@pytest.mark.slow
 def test_plaintext_upgrades_are_answered_426_and_closed_at_once(setup: Setup) -> None:
     """A websocket upgrade without TLS, whole or half sent, is not held until the deadline:
     the node answers that it speaks only TLS and closes it."""

@@ -417,6 +417,7 @@ def seconds_between(first: Event, second: Event) -> float:
 # --- reload failures ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_bad_secret_file_on_sighup_keeps_the_old_keyring(tmp_path: Path) -> None:
     with Cluster(tmp_path, secret=OLD) as cluster, overall_deadline(90):
         director = cluster.start_director()
