@@ -10,7 +10,7 @@ demo: $(STAMP)
 	$(BIN)/python -m chatd.demo $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/ruff check chatd chatctl director tests bench
+	$(BIN)/ruff check chat chatd chatctl director tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -m "not slow and not hosts"
 
@@ -65,7 +65,7 @@ $(KUBE_VALIDATE): $(STAMP)
 	$(VENV)/kube-validate/bin/pip install -q kubernetes-validate==1.37.0
 
 lint: $(STAMP)
-	$(BIN)/ruff check chatd chatctl director tests bench
+	$(BIN)/ruff check chat chatd chatctl director tests bench
 	$(BIN)/mypy
 
 venv: $(STAMP)

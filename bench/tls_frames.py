@@ -26,8 +26,8 @@ import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
 
 from bench.common import Result
-from chatd.auth import Keyring
-from chatd.identity import Identity
+from chat.auth import Keyring
+from chat.identity import Identity
 from chatd.tls import PeerTls, peer_tls
 from chatd.tls_socket import TlsSocketStream
 

@@ -10,7 +10,7 @@ Exit codes:
   1     any other failure
   2     usage error; also chatctl without a command (the help is printed), and chat
         without a terminal
-  10+n  chatd refused the request with error code C, n = chatd.wire.ERROR_CODES[C]:
+  10+n  chatd refused the request with error code C, n = chat.wire.ERROR_CODES[C]:
         12 bad-request, 13 too-large, 14 not-ready, 15 forbidden, 16 leaving,
         17 internal, 18 busy, 19 rate-limited (10: a code this chatctl does not know)
         (14 also: status --check, the node has not joined the discussion)
@@ -32,6 +32,8 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 
+from chat.paths import resolve_socket_path
+from chat.wire import ERROR_CODES, PresenceView, TaggedMessage, TaggedPresence
 from chatctl import render
 from chatctl.client import (
     DEFAULT_TIMEOUT,
@@ -45,8 +47,6 @@ from chatctl.client import (
     Timeout,
     connect,
 )
-from chatd.paths import resolve_socket_path
-from chatd.wire import ERROR_CODES, PresenceView, TaggedMessage, TaggedPresence
 
 EX_FAILURE = 1
 EX_USAGE = 2

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from chatd.wire import (
+from chat.wire import (
     DecodeError,
     ErrorResponse,
     HistoryRequest,
@@ -97,7 +97,7 @@ class ProtocolError(ControlError):
 
 
 class RemoteError(ControlError):
-    """chatd refused the request; ``code`` is one of ``chatd.wire.ERROR_CODES``."""
+    """chatd refused the request; ``code`` is one of ``chat.wire.ERROR_CODES``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{message} ({code})")

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from chatd.wire import MemberView, MessageView, PresenceView, Status, encode
+from chat.wire import MemberView, MessageView, PresenceView, Status, encode
 
 SHORT_ID = 12
 

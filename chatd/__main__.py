@@ -13,18 +13,18 @@ from importlib.metadata import version
 import attrs
 import trio
 
-from chatd import log as chat_log
+from chat import log as chat_log
+from chat.auth import SecretError, load_keyring
+from chat.exits import find_fatal
+from chat.names import name_problem
+from chat.paths import resolve_socket_path
+from chat.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
 from chatd.addresses import advertise_problem, is_wildcard
-from chatd.auth import SecretError, load_keyring
 from chatd.config import PROFILES
 from chatd.control import ControlAccess
 from chatd.daemon import Options, run_chatd
 from chatd.director_client import DirectorError, check_base_url, load_director_cert
-from chatd.exits import find_fatal
 from chatd.irc.server import IrcOptionError, IrcSettings, load_password, parse_address
-from chatd.names import name_problem
-from chatd.paths import resolve_socket_path
-from chatd.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
 
 
 def parser() -> argparse.ArgumentParser:
@@ -227,7 +227,7 @@ def _gid(value: str) -> int:
 
 
 def _default_name() -> str:
-    """The user name, if it is a valid name (chatd.names), else "node"."""
+    """The user name, if it is a valid name (chat.names), else "node"."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from chatd.wire.bounds import MAX_ADDRESS_CHARS
+from chat.wire.bounds import MAX_ADDRESS_CHARS
 
 # A DNS name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attrs import evolve, frozen
 
-from chatd.wire import MAX_FRAME_BYTES, MAX_TEXT_BYTES
+from chat.wire import MAX_FRAME_BYTES, MAX_TEXT_BYTES
 
 
 @frozen

@@ -29,13 +29,9 @@ from typing import Any
 import trio
 from attrs import frozen
 
-from chatd.core.abuse import TokenBucket
-from chatd.core.node import NodeError, Role
-from chatd.core.presence import Presence
-from chatd.exits import EXIT_FAILURE, Fatal
-from chatd.names import display_name, display_names
-from chatd.runtime import Runtime
-from chatd.wire import (
+from chat.exits import EXIT_FAILURE, Fatal
+from chat.names import display_name, display_names
+from chat.wire import (
     DecodeError,
     ErrorBody,
     ErrorResponse,
@@ -67,6 +63,10 @@ from chatd.wire import (
     decode_request,
     encode,
 )
+from chatd.core.abuse import TokenBucket
+from chatd.core.node import NodeError, Role
+from chatd.core.presence import Presence
+from chatd.runtime import Runtime
 
 # A request line longer than this is refused: a 4 KiB text JSON-escaped is far below it.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -527,7 +527,7 @@ def status_of(runtime: Runtime, irc: IrcView | None = None) -> Status:
 
 
 def _shown(runtime: Runtime) -> dict[str, str]:
-    """The display name of every current member (chatd.names)."""
+    """The display name of every current member (chat.names)."""
     return display_names((m.node_id, m.name) for m in runtime.node.members.values())
 
 

@@ -20,20 +20,20 @@ from typing import Any
 import trio
 from attrs import frozen
 
-from chatd.auth import Keyring, SecretError, load_keyring
+from chat.auth import Keyring, SecretError, load_keyring
+from chat.exits import EXIT_LISTEN, Fatal
+from chat.identity import Identity
+from chat.notify import sd_notify, start_service_tasks
+from chat.wire import IrcView, MemberRecord, Message
 from chatd.config import Config
 from chatd.control import ControlAccess, ControlServer, prepare_socket_path
 from chatd.core.node import Node, Role
 from chatd.director_client import DirectorClient, DirectorError
-from chatd.exits import EXIT_LISTEN, Fatal
-from chatd.identity import Identity
 from chatd.irc.node import RuntimeNode
 from chatd.irc.server import IrcGateway, IrcSettings
-from chatd.notify import sd_notify, start_service_tasks
 from chatd.runtime import Runtime
 from chatd.tls import peer_tls
 from chatd.transport import Channel, WebSocketTransport, host_for_url
-from chatd.wire import IrcView, MemberRecord, Message
 
 
 @frozen

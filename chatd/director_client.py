@@ -27,8 +27,8 @@ from attrs import frozen
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from chatd.auth import PROOF_HEADER, Keyring, sign_director_request
-from chatd.wire import (
+from chat.auth import PROOF_HEADER, Keyring, sign_director_request
+from chat.wire import (
     CoordinatorRecord,
     DecodeError,
     JoinAdvice,

@@ -13,11 +13,10 @@ from typing import TypeVar
 import attrs
 import trio
 
-from chatd import identity
-from chatd.auth import Keyring, handshake_material, peer_proof
-from chatd.identity import Identity
-from chatd.transport import Channel, ChannelClosed
-from chatd.wire import (
+from chat import identity
+from chat.auth import Keyring, handshake_material, peer_proof
+from chat.identity import Identity
+from chat.wire import (
     PROTOCOL_VERSION,
     Auth,
     DecodeError,
@@ -27,6 +26,7 @@ from chatd.wire import (
     decode_frame,
     encode_frame,
 )
+from chatd.transport import Channel, ChannelClosed
 
 # An authenticated peer may send a few bad frames (a newer version, a bug); past this many
 # in a row it is disconnected.

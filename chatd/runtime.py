@@ -18,7 +18,19 @@ from typing import Any, Literal, Protocol, overload
 import trio
 from attrs import evolve, frozen
 
-from chatd.auth import Keyring
+from chat.auth import Keyring
+from chat.exits import EXIT_CLOCK_SKEW, EXIT_SECRET_REFUSED, Fatal
+from chat.wire import (
+    CoordinatorRecord,
+    Frame,
+    Hello,
+    JoinAdvice,
+    Message,
+    NodeRegistration,
+    Unregistration,
+    encode_frame,
+)
+from chat.wire.bounds import MAX_MEMBERS
 from chatd.config import Config
 from chatd.core.node import (
     Announce,
@@ -32,20 +44,8 @@ from chatd.core.node import (
     UnregisterCoordinator,
 )
 from chatd.core.presence import Presence
-from chatd.exits import EXIT_CLOCK_SKEW, EXIT_SECRET_REFUSED, Fatal
 from chatd.peers import HandshakeFailed, PeerLink, handshake, hello_for
 from chatd.transport import Channel, ChannelClosed, ConnectError, Transport
-from chatd.wire import (
-    CoordinatorRecord,
-    Frame,
-    Hello,
-    JoinAdvice,
-    Message,
-    NodeRegistration,
-    Unregistration,
-    encode_frame,
-)
-from chatd.wire.bounds import MAX_MEMBERS
 
 
 class DirectorApi(Protocol):

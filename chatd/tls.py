@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
-from chatd.auth import Keyring
-from chatd.identity import Identity, fingerprint
+from chat.auth import Keyring
+from chat.identity import Identity, fingerprint
 
 # Certificates do not expire: a node's key lives as long as its process, and the group's
 # as long as its secret. Fixed dates keep the authority's certificate identical everywhere

@@ -30,8 +30,8 @@ from trio_websocket import (
     wrap_server_stream,
 )
 
-from chatd import log as chat_log
-from chatd.identity import fingerprint
+from chat import log as chat_log
+from chat.identity import fingerprint
 from chatd.link_errors import dial_failure, ssl_error, strerror, tls_failure
 from chatd.tls import PeerTls, certificate_key, describe
 from chatd.tls_socket import TlsSocketStream

@@ -21,10 +21,10 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from chatd.auth import Keyring, SecretError, load_keyring
-from chatd.exits import EXIT_LISTEN
-from chatd.log import configure, get_logger
-from chatd.notify import sd_notify, service_tasks
+from chat.auth import Keyring, SecretError, load_keyring
+from chat.exits import EXIT_LISTEN
+from chat.log import configure, get_logger
+from chat.notify import sd_notify, service_tasks
 from director.app import DirectorApp
 from director.registry import Registry
 from director.serve import TlsFiles, hypercorn_config, serve_director

@@ -19,9 +19,9 @@ import attrs
 import orjson
 import trio
 
-from chatd.auth import PROOF_HEADER, Keyring, parse_director_proof
-from chatd.log import get_logger
-from chatd.wire import (
+from chat.auth import PROOF_HEADER, Keyring, parse_director_proof
+from chat.log import get_logger
+from chat.wire import (
     CoordinatorRecord,
     DecodeError,
     NodeRegistration,

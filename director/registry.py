@@ -48,7 +48,7 @@ from typing import Literal
 
 from attrs import define, field, frozen
 
-from chatd.wire.director import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
+from chat.wire.director import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
 
 RefusalReason = Literal["term-taken", "stale-term"]
 

@@ -1,7 +1,7 @@
 """Which signed requests the director has seen: replay protection, sans-I/O.
 
 A signed request carries its timestamp (unix seconds) and a random nonce inside its MAC
-(``chatd.auth.director_mac``). ``ReplayGuard.check(timestamp, nonce, now)`` decides, with
+(``chat.auth.director_mac``). ``ReplayGuard.check(timestamp, nonce, now)`` decides, with
 ``now`` the director's wall clock:
 
     |now - timestamp| > window       -> "stale": outside the window (or a clock is off)

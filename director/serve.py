@@ -36,7 +36,7 @@ def hypercorn_config(host: str, port: int, tls: TlsFiles | None = None) -> Confi
     # unstructured copy (and its default targets are files or raw streams).
     config.accesslog = None
     # A Logger instance is used as is: it propagates to the root handler that
-    # chatd.log.configure() installed, so hypercorn's errors come out as structlog JSON.
+    # chat.log.configure() installed, so hypercorn's errors come out as structlog JSON.
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
     return config

@@ -40,6 +40,7 @@ from prompt_toolkit.layout.dimension import Dimension
 from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.styles import Style
 
+from chat.wire import MAX_TEXT_BYTES, MessageView, PresenceView, Status
 from chatctl.chat import commands
 from chatctl.chat.complete import ChatCompleter
 from chatctl.chat.connection import Control, Opened
@@ -48,7 +49,6 @@ from chatctl.chat.screen import TranscriptControl
 from chatctl.chat.transcript import Pending, Said, Tone, Transcript
 from chatctl.client import ControlError, NoDaemon, RemoteError
 from chatctl.render import presence_text, status_lines, visible, who_lines
-from chatd.wire import MAX_TEXT_BYTES, MessageView, PresenceView, Status
 
 # How often the status bar is refreshed when nothing happens (a request to the node).
 STATUS_PERIOD = 2.0

@@ -17,18 +17,7 @@ from typing import Any, TypeVar
 
 from attrs import frozen
 
-from chatctl.client import (
-    MAX_LINE_BYTES,
-    ConnectionLost,
-    ControlError,
-    NoDaemon,
-    PermissionDenied,
-    ProtocolError,
-    RemoteError,
-    Timeout,
-    decode_json_line,
-)
-from chatd.wire import (
+from chat.wire import (
     DecodeError,
     ErrorResponse,
     LeaveRequest,
@@ -52,6 +41,17 @@ from chatd.wire import (
     encode,
     structure,
     unstructure,
+)
+from chatctl.client import (
+    MAX_LINE_BYTES,
+    ConnectionLost,
+    ControlError,
+    NoDaemon,
+    PermissionDenied,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+    decode_json_line,
 )
 
 T = TypeVar("T")

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import attrs
 
-from chatd import identity
-from chatd.core.abuse import TokenBucket
-from chatd.core.effects import Disconnect, Effect, RegisterCoordinator, Role, Send
-from chatd.core.election import Candidacy, Phase
-from chatd.core.overlay import assign
-from chatd.core.state import NodeState
-from chatd.wire import (
+from chat import identity
+from chat.wire import (
     Election,
     Join,
     Leave,
@@ -21,7 +16,12 @@ from chatd.wire import (
     UpdateCoordinator,
     Vote,
 )
-from chatd.wire.bounds import MAX_MEMBERS, MAX_TERM
+from chat.wire.bounds import MAX_MEMBERS, MAX_TERM
+from chatd.core.abuse import TokenBucket
+from chatd.core.effects import Disconnect, Effect, RegisterCoordinator, Role, Send
+from chatd.core.election import Candidacy, Phase
+from chatd.core.overlay import assign
+from chatd.core.state import NodeState
 
 
 class Coordination(NodeState):

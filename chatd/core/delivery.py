@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from chatd.wire import Message
+from chat.wire import Message
 
 
 def winner(a: Message, b: Message) -> Message:

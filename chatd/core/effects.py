@@ -6,8 +6,8 @@ import enum
 
 from attrs import frozen
 
+from chat.wire import CoordinatorRecord, Frame, Message
 from chatd.core.presence import Presence
-from chatd.wire import CoordinatorRecord, Frame, Message
 
 
 class Role(enum.StrEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Mapping
 
-from chatd.wire import Message
+from chat.wire import Message
 
 Key = tuple[int, str, str]
 

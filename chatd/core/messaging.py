@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
-from chatd import identity
+from chat import identity
+from chat.wire import Discussion, DiscussionRequest, Heartbeat, Message
+from chat.wire.bounds import MAX_CLOCK_ENTRIES, MAX_MEMBERS
 from chatd.core.abuse import TokenBucket
 from chatd.core.delivery import winner
 from chatd.core.effects import Deliver, Disconnect, Effect, Role, Send
 from chatd.core.history import canonical_key
 from chatd.core.state import NodeState
-from chatd.wire import Discussion, DiscussionRequest, Heartbeat, Message
-from chatd.wire.bounds import MAX_CLOCK_ENTRIES, MAX_MEMBERS
 
 # Origins a node takes messages from that are not current members (members who left, or a
 # member's keys minted to fill the clock): the rest of the clock's entries stay for members.

@@ -46,24 +46,9 @@ from __future__ import annotations
 
 import attrs
 
-from chatd import identity
-from chatd.core.coordination import Coordination
-from chatd.core.effects import (
-    Announce,
-    Deliver,
-    Disconnect,
-    Effect,
-    NodeError,
-    RegisterCoordinator,
-    Role,
-    Send,
-    UnregisterCoordinator,
-)
-from chatd.core.election import Phase
-from chatd.core.messaging import Messaging, chunk_messages
-from chatd.core.overlay import assign
-from chatd.names import name_problem
-from chatd.wire import (
+from chat import identity
+from chat.names import name_problem
+from chat.wire import (
     Auth,
     CoordinatorRecord,
     Discussion,
@@ -80,7 +65,22 @@ from chatd.wire import (
     UpdateCoordinator,
     Vote,
 )
-from chatd.wire.bounds import MAX_CLOCK_ENTRIES
+from chat.wire.bounds import MAX_CLOCK_ENTRIES
+from chatd.core.coordination import Coordination
+from chatd.core.effects import (
+    Announce,
+    Deliver,
+    Disconnect,
+    Effect,
+    NodeError,
+    RegisterCoordinator,
+    Role,
+    Send,
+    UnregisterCoordinator,
+)
+from chatd.core.election import Phase
+from chatd.core.messaging import Messaging, chunk_messages
+from chatd.core.overlay import assign
 
 __all__ = [
     "Announce",

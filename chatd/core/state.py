@@ -6,15 +6,8 @@ import random
 from collections import Counter
 from typing import Any
 
-from chatd.config import Config
-from chatd.core.abuse import Refusals, TokenBucket
-from chatd.core.delivery import CausalBuffer
-from chatd.core.effects import Announce, Disconnect, Effect, Role
-from chatd.core.election import Candidacy, Phase, Rank
-from chatd.core.history import History
-from chatd.core.presence import Roster
-from chatd.identity import Identity
-from chatd.wire import (
+from chat.identity import Identity
+from chat.wire import (
     CoordinatorRecord,
     Frame,
     Hello,
@@ -23,7 +16,14 @@ from chatd.wire import (
     Nodes,
     UpdateCoordinator,
 )
-from chatd.wire.bounds import MAX_MEMBERS
+from chat.wire.bounds import MAX_MEMBERS
+from chatd.config import Config
+from chatd.core.abuse import Refusals, TokenBucket
+from chatd.core.delivery import CausalBuffer
+from chatd.core.effects import Announce, Disconnect, Effect, Role
+from chatd.core.election import Candidacy, Phase, Rank
+from chatd.core.history import History
+from chatd.core.presence import Roster
 
 
 class NodeState:

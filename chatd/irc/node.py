@@ -8,12 +8,12 @@ from typing import Protocol
 
 import trio
 
+from chat.names import display_names
+from chat.wire import Message
 from chatd.core.node import NodeError, Role
 from chatd.core.presence import Presence
 from chatd.irc.nicks import irc_nicks
-from chatd.names import display_names
 from chatd.runtime import Runtime
-from chatd.wire import Message
 
 
 class GatewayNode(Protocol):
@@ -22,7 +22,7 @@ class GatewayNode(Protocol):
 
     def members(self) -> list[tuple[str, str]]:
         """(node-id, display name) of every current member, this node included
-        (chatd.names.display_names)."""
+        (chat.names.display_names)."""
 
     def history(self) -> list[Message]: ...
 

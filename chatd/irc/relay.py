@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chat.wire import Message
 from chatd.core.presence import Presence
 from chatd.irc.channel import CHANNEL, server_time, text_lines
 from chatd.irc.nicks import irc_nicks, is_valid_nick
 from chatd.irc.node import nicks_of
 from chatd.irc.numerics import SERVER
 from chatd.irc.parse import IrcMessage, format_message
-from chatd.wire import Message
 
 if TYPE_CHECKING:
     from chatd.irc.session import Session

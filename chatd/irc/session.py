@@ -18,6 +18,7 @@ from typing import Any
 import trio
 from attrs import frozen
 
+from chat.wire import DecodeError
 from chatd.control import LineReader, LineTimeout
 from chatd.irc import numerics as n
 from chatd.irc.commands import Closed, Commands
@@ -32,7 +33,6 @@ from chatd.irc.parse import (
     parse_line,
 )
 from chatd.irc.relay import Relay
-from chatd.wire import DecodeError
 
 # How long a leaving node gives a client to take its last line (ERROR).
 GOODBYE_LINGER = 1.0

@@ -14,13 +14,13 @@ from contextlib import asynccontextmanager
 import structlog
 import trio
 
-from chatd.auth import Keyring
+from chat.auth import Keyring
+from chat.identity import Identity
+from chat.wire import CoordinatorRecord, JoinAdvice, MemberRecord, NodeRegistration, Unregistration
 from chatd.config import TEST, Config
 from chatd.core.node import Node
-from chatd.identity import Identity
 from chatd.runtime import Runtime
 from chatd.testing.memory import MemoryNetwork
-from chatd.wire import CoordinatorRecord, JoinAdvice, MemberRecord, NodeRegistration, Unregistration
 from director.registry import Accepted, Registry
 
 

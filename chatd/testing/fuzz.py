@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from chatd.auth import (
+from chat.auth import (
     MAX_SECRETS,
     MIN_SECRET_BYTES,
     DirectorProof,
@@ -46,10 +46,8 @@ from chatd.auth import (
     parse_director_proof,
     parse_keyring,
 )
-from chatd.control import MAX_REQUEST_BYTES, LineReader
-from chatd.irc.parse import MAX_PARAMS, IrcMessage, IrcParseError, format_message, parse_line
-from chatd.names import name_problem
-from chatd.wire import (
+from chat.names import name_problem
+from chat.wire import (
     FRAME_TYPES,
     MAX_FRAME_BYTES,
     DecodeError,
@@ -62,8 +60,10 @@ from chatd.wire import (
     encode_frame,
     unstructure,
 )
-from chatd.wire import bounds as b
-from chatd.wire.control import REQUEST_TYPES
+from chat.wire import bounds as b
+from chat.wire.control import REQUEST_TYPES
+from chatd.control import MAX_REQUEST_BYTES, LineReader
+from chatd.irc.parse import MAX_PARAMS, IrcMessage, IrcParseError, format_message, parse_line
 
 # One decode of an input under the size cap taking longer than this is a failure: the
 # slowest today (1 MiB worst cases) take under 0.1 s, so only super-linear work trips it.
@@ -108,7 +108,7 @@ FRAME_BOUNDS: list[Check] = [
     bound("*vector-clock{}", lambda n: 0 <= n <= b.MAX_SEQUENCE, "sequence numbers"),
     bound("*.digest{}", lambda n: 0 <= n <= b.MAX_SEQUENCE, "sequence numbers"),
     bound("*node-id", lambda i: len(i) <= b.MAX_ID_CHARS, "node-id length"),
-    bound("*.name", lambda n: name_problem(n) is None, "a valid name (chatd.names)"),
+    bound("*.name", lambda n: name_problem(n) is None, "a valid name (chat.names)"),
     bound("nodes.departed", lambda d: len(d) <= b.MAX_MEMBERS, "departed entries"),
     bound("nodes.departed{}", lambda r: r in b.DEPARTURES, "a departure reason"),
     bound("*.message", lambda t: len(t) <= b.MAX_TEXT_CHARS, "text length"),
@@ -358,7 +358,7 @@ def valid_value(tp: Any, rng: random.Random, depth: int = 0) -> Any:
 
 
 # Fields narrower than their type, so that most generated frames get past them: a
-# member name (chatd.names), and the reasons in nodes.departed.
+# member name (chat.names), and the reasons in nodes.departed.
 _NAMES = ["alice", "Bob", "carol d", "Zoë", "日本語", "x" * 32, "a\u202eb", "a#b", " a", ""]
 
 

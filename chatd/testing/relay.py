@@ -35,8 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from chatd.auth import Keyring
-from chatd.identity import Identity
+from chat.auth import Keyring
+from chat.identity import Identity
 from chatd.link_errors import tls_failure
 from chatd.tls import NOT_AFTER, NOT_BEFORE, load_chain, peer_tls
 

@@ -32,11 +32,9 @@ import attrs
 import orjson
 import trio
 
-from chatd.auth import Keyring
-from chatd.identity import Identity, claim_bytes, message_bytes, message_id, sign_claim
-from chatd.peers import handshake, hello_for
-from chatd.transport import Channel, ChannelClosed, Transport
-from chatd.wire import (
+from chat.auth import Keyring
+from chat.identity import Identity, claim_bytes, message_bytes, message_id, sign_claim
+from chat.wire import (
     DecodeError,
     Election,
     Frame,
@@ -50,6 +48,8 @@ from chatd.wire import (
     decode_frame,
     encode_frame,
 )
+from chatd.peers import handshake, hello_for
+from chatd.transport import Channel, ChannelClosed, Transport
 
 F = TypeVar("F", bound=Frame)
 

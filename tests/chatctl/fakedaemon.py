@@ -17,7 +17,7 @@ from typing import Any
 
 from attrs import define, field
 
-from chatd.wire import (
+from chat.wire import (
     ErrorBody,
     ErrorResponse,
     HistoryResponse,

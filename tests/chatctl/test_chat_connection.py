@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from chat.wire import OkResponse, PresenceView, TaggedMessage, TaggedPresence, TailEnd
 from chatctl.__main__ import main
 from chatctl.chat.connection import Control, Event, NodeLeft, Opened
 from chatctl.client import ConnectionLost, NoDaemon, ProtocolError, RemoteError
-from chatd.wire import OkResponse, PresenceView, TaggedMessage, TaggedPresence, TailEnd
 from tests.chatctl.fakedaemon import CAROL, MESSAGES, Answer, FakeDaemon, error_line, line
 
 JOINED = PresenceView("joined", CAROL, "carol", "carol", None, "2026-03-01T07:08:09+00:00")

@@ -9,8 +9,8 @@ from typing import Literal
 import attrs
 import pytest
 
+from chat.wire import Status, StatusResponse, unstructure
 from chatctl.__main__ import EX_NOT_JOINED, main
-from chatd.wire import Status, StatusResponse, unstructure
 from tests.chatctl.fakedaemon import STATUS, Answer, FakeDaemon, line
 
 Capture = pytest.CaptureFixture[str]

@@ -11,8 +11,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from chatctl.__main__ import build_parser, main
-from chatd.wire import (
+from chat.wire import (
     ERROR_CODES,
     HistoryResponse,
     MessageView,
@@ -25,6 +24,7 @@ from chatd.wire import (
     WhoResponse,
     unstructure,
 )
+from chatctl.__main__ import build_parser, main
 from tests.chatctl.conftest import set_tz
 from tests.chatctl.fakedaemon import (
     CAROL,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chat.wire import MessageView, OkResponse, StatusRequest
 from chatctl import client as client_module
 from chatctl.client import (
     ConnectionLost,
@@ -19,7 +20,6 @@ from chatctl.client import (
     Timeout,
     connect,
 )
-from chatd.wire import MessageView, OkResponse, StatusRequest
 from tests.chatctl.fakedaemon import (
     MEMBER_VIEWS,
     MESSAGES,

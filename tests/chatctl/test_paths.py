@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chatd.paths import resolve_socket_path
+from chat.paths import resolve_socket_path
 
 FULL = {
     "CHATD_SOCKET": "/env/chatd.sock",

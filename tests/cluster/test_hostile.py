@@ -9,13 +9,13 @@ import attrs
 import structlog
 import trio
 
-from chatd.auth import Keyring
+from chat.auth import Keyring
+from chat.identity import Identity
+from chat.wire import PROTOCOL_VERSION, Hello, Join, encode_frame
 from chatd.config import TEST, Config
 from chatd.core.node import Role
-from chatd.identity import Identity
 from chatd.peers import handshake
 from chatd.testing.cluster import open_cluster
-from chatd.wire import PROTOCOL_VERSION, Hello, Join, encode_frame
 from tests.cluster.test_discussion import histories_equal, start
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import trio
 
+from chat.wire import Message
 from chatd.core.presence import Presence
 from chatd.testing.cluster import Cluster, ClusterNode, open_cluster
-from chatd.wire import Message
 
 
 class Watcher:

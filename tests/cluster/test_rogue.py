@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import trio
 
+from chat.identity import Identity
+from chat.wire import Heartbeat, Nodes
 from chatd.core.node import Role
-from chatd.identity import Identity
 from chatd.testing.cluster import open_cluster
 from chatd.testing.rogue import Rogue, open_links
-from chatd.wire import Heartbeat, Nodes
 from tests.cluster.test_discussion import histories_equal, start
 
 

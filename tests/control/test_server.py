@@ -13,10 +13,10 @@ import pytest
 import trio
 import trio.testing
 
+from chat.wire import StatusRequest
 from chatd.config import LAN
 from chatd.control import ControlServer, LineReader, LineTimeout, LogLimiter
 from chatd.runtime import Runtime
-from chatd.wire import StatusRequest
 
 
 class RecordingLog:

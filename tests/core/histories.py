@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from chat.wire import Message
 from chatd.core.clock import merge, tick
-from chatd.wire import Message
 
 
 def message(node: str, clock: dict[str, int], text: str = "") -> Message:

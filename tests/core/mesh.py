@@ -12,6 +12,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from chat.identity import Identity
+from chat.wire import (
+    PROTOCOL_VERSION,
+    Frame,
+    Hello,
+    MemberRecord,
+    decode_frame,
+    encode_frame,
+)
 from chatd.config import TEST
 from chatd.core.node import (
     Announce,
@@ -24,15 +33,6 @@ from chatd.core.node import (
     UnregisterCoordinator,
 )
 from chatd.core.presence import Presence
-from chatd.identity import Identity
-from chatd.wire import (
-    PROTOCOL_VERSION,
-    Frame,
-    Hello,
-    MemberRecord,
-    decode_frame,
-    encode_frame,
-)
 
 
 class Log:

@@ -35,10 +35,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from chatd.config import TEST
-from chatd.core.node import Node, NodeError, RegisterCoordinator, Role, UnregisterCoordinator
-from chatd.identity import message_id, sign_claim
-from chatd.wire import (
+from chat.identity import message_id, sign_claim
+from chat.wire import (
     Discussion,
     DiscussionRequest,
     Election,
@@ -55,7 +53,9 @@ from chatd.wire import (
     decode_frame,
     encode_frame,
 )
-from chatd.wire.bounds import MAX_SEQUENCE, MAX_TERM
+from chat.wire.bounds import MAX_SEQUENCE, MAX_TERM
+from chatd.config import TEST
+from chatd.core.node import Node, NodeError, RegisterCoordinator, Role, UnregisterCoordinator
 from director.registry import Refused, Registry
 from tests.core.mesh import Mesh
 

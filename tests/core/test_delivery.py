@@ -7,9 +7,9 @@ from attrs import evolve
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chat.wire import Message
 from chatd.core.clock import Order, compare, merge
 from chatd.core.delivery import CausalBuffer
-from chatd.wire import Message
 from tests.core.histories import can_deliver, causal_histories, message
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from chat.identity import sign_claim
+from chat.wire import Election, Vote
 from chatd.core.node import Node, Role, Send
-from chatd.identity import sign_claim
-from chatd.wire import Election, Vote
 from tests.core.mesh import Mesh
 from tests.core.test_node import group
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from chat.wire import DecodeError, Heartbeat, encode_frame
 from chatd.testing import fuzz
-from chatd.wire import DecodeError, Heartbeat, encode_frame
 
 # FUZZ_SEED=N replays a run; by default every run tries new inputs.
 SEED = int(os.environ.get("FUZZ_SEED", random.SystemRandom().randrange(2**32)))

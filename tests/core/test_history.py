@@ -6,10 +6,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chat.wire import Message
 from chatd.core.clock import Order, compare, covers, merge
 from chatd.core.delivery import CausalBuffer
 from chatd.core.history import History
-from chatd.wire import Message
 from tests.core.histories import causal_histories
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
+from chat.wire import DecodeError
 from chatd.control import LineReader
-from chatd.wire import DecodeError
 
 
 class Chunks(trio.abc.ReceiveStream):

@@ -1,10 +1,10 @@
-"""Member names: which are valid (chatd.names.name_problem) and how shared ones are shown."""
+"""Member names: which are valid (chat.names.name_problem) and how shared ones are shown."""
 
 from __future__ import annotations
 
 import pytest
 
-from chatd.names import display_name, display_names, name_problem
+from chat.names import display_name, display_names, name_problem
 
 
 @pytest.mark.parametrize(

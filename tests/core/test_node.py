@@ -9,6 +9,21 @@ from typing import Any
 import pytest
 from attrs import evolve
 
+from chat.identity import Identity, message_id, sign_claim
+from chat.wire import (
+    Auth,
+    Discussion,
+    DiscussionRequest,
+    Election,
+    Frame,
+    Heartbeat,
+    Join,
+    Leave,
+    Message,
+    Nodes,
+    UpdateCoordinator,
+)
+from chat.wire.bounds import MAX_CLOCK_ENTRIES, MAX_MEMBERS
 from chatd.core.abuse import TokenBucket
 from chatd.core.clock import tick
 from chatd.core.node import (
@@ -22,21 +37,6 @@ from chatd.core.node import (
     Send,
     UnregisterCoordinator,
 )
-from chatd.identity import Identity, message_id, sign_claim
-from chatd.wire import (
-    Auth,
-    Discussion,
-    DiscussionRequest,
-    Election,
-    Frame,
-    Heartbeat,
-    Join,
-    Leave,
-    Message,
-    Nodes,
-    UpdateCoordinator,
-)
-from chatd.wire.bounds import MAX_CLOCK_ENTRIES, MAX_MEMBERS
 from tests.core.mesh import Mesh
 
 TIMESTAMP = "2024-01-01T00:00:00Z"

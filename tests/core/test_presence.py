@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from chat.wire import Nodes, Rename
 from chatd.core.node import Node, NodeError, Role
 from chatd.core.presence import Presence, Roster
-from chatd.wire import Nodes, Rename
 from tests.core.mesh import Mesh
 from tests.core.test_node import group
 

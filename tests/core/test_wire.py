@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.names import name_problem
-from chatd.testing.fuzz import check_frame, check_request
-from chatd.wire import (
+from chat.names import name_problem
+from chat.wire import (
     FRAME_TYPES,
     MAX_FRAME_BYTES,
     Auth,
@@ -71,6 +70,7 @@ from chatd.wire import (
     structure,
     unstructure,
 )
+from chatd.testing.fuzz import check_frame, check_request
 
 MEMBER = MemberRecord("n1", "alice", "ws://10.0.0.1:9000", "ws://alice.example:9000", 2)
 MEMBER_JSON = (
@@ -421,7 +421,7 @@ def values_of(tp: Any) -> st.SearchStrategy[Any]:
     if tp is bool:
         return st.booleans()
     if tp is int:
-        return st.integers(0, 2**31 - 1)  # inside every field's range (chatd.wire.bounds)
+        return st.integers(0, 2**31 - 1)  # inside every field's range (chat.wire.bounds)
     if origin is list:
         return st.lists(values_of(args[0]), max_size=3)
     if origin is dict:
@@ -431,7 +431,7 @@ def values_of(tp: Any) -> st.SearchStrategy[Any]:
     raise AssertionError(f"no strategy for {tp!r}")
 
 
-# Fields whose values are narrower than their type: member names (chatd.names) and the
+# Fields whose values are narrower than their type: member names (chat.names) and the
 # reasons in ``nodes.departed``.
 NAMES = st.text(
     st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")),

@@ -1,4 +1,4 @@
-"""The watchdog pings and status lines sent to systemd (chatd.notify), against a real
+"""The watchdog pings and status lines sent to systemd (chat.notify), against a real
 datagram socket standing in for ``$NOTIFY_SOCKET``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from chatd.notify import (
+from chat.notify import (
     feed_watchdog,
     report_status,
     service_tasks,

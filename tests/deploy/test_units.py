@@ -46,7 +46,7 @@ RUNTIME_DIRS = {
 }
 SECRET = "/etc/chat/secret"
 MAX_EXPOSURE = 1.5
-WATCHDOG = "20s"  # chatd.notify pings at half of it
+WATCHDOG = "20s"  # chat.notify pings at half of it
 RELOAD_SIGNAL = """/bin/sh -c 'kill -HUP "$MAINPID"'"""
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -411,6 +411,6 @@ def test_build_script_is_strict_bash() -> None:
     ],
 )
 def test_exits_a_restart_cannot_cure_are_not_restarted(name: str, codes: set[str]) -> None:
-    # chatd/exits.py: usage, cannot listen, a secret or a clock the director refuses.
+    # chat/exits.py: usage, cannot listen, a secret or a clock the director refuses.
     assert last(load(name), "Service", "Restart") == "on-failure"
     assert set(last(load(name), "Service", "RestartPreventExitStatus").split()) == codes

@@ -8,7 +8,7 @@ from functools import partial
 
 import trio
 
-from chatd.auth import Keyring
+from chat.auth import Keyring
 from director.app import DirectorApp
 from director.registry import Registry
 from director.serve import TlsFiles, serve_director

@@ -8,7 +8,7 @@ import orjson
 import trio
 from structlog.testing import capture_logs
 
-from chatd.auth import PROOF_HEADER, Keyring, sign_director_request
+from chat.auth import PROOF_HEADER, Keyring, sign_director_request
 from director.app import MAX_BODY_BYTES, DirectorApp
 from director.registry import Registry
 from director.replay import ReplayGuard

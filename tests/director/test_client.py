@@ -17,9 +17,9 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from chatd.auth import Keyring
+from chat.auth import Keyring
+from chat.wire import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
 from chatd.director_client import DirectorClient, DirectorError, load_director_cert
-from chatd.wire import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
 from director.serve import TlsFiles
 from tests.director.certs import self_signed
 from tests.director.support import open_director

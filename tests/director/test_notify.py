@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chatd.notify import sd_notify
+from chat.notify import sd_notify
 
 
 def test_unset_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import trio
 
-from chatd.auth import Keyring
+from chat.auth import Keyring
+from chat.wire import CoordinatorRecord, JoinAdvice, NodeRegistration
 from chatd.director_client import DirectorClient, DirectorError, load_director_cert
-from chatd.wire import CoordinatorRecord, JoinAdvice, NodeRegistration
 from tests.director.certs import self_signed
 
 pytestmark = pytest.mark.e2e

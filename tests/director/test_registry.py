@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.wire import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
+from chat.wire import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
 from director.registry import Accepted, Refused, Registry
 
 

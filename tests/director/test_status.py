@@ -5,10 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import cast
 
+from chat.wire import CoordinatorRecord, NodeRegistration
 from chatd.core.node import Role
 from chatd.daemon import node_status
 from chatd.runtime import Runtime
-from chatd.wire import CoordinatorRecord, NodeRegistration
 from director.__main__ import director_status
 from director.app import DirectorApp
 from director.registry import Registry

@@ -25,12 +25,12 @@ import trio
 from attrs import define
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket, open_websocket_url
 
-from chatd.auth import Keyring, handshake_material
-from chatd.exits import EXIT_SECRET_REFUSED
-from chatd.identity import Identity
+from chat.auth import Keyring, handshake_material
+from chat.exits import EXIT_SECRET_REFUSED
+from chat.identity import Identity
+from chat.wire import PROTOCOL_VERSION, Auth, Hello, encode_frame
 from chatd.tls import peer_tls
 from chatd.transport import REFUSED_PLAINTEXT, REFUSED_TLS_FAILED
-from chatd.wire import PROTOCOL_VERSION, Auth, Hello, encode_frame
 from tests.e2e.harness import (
     DEFAULT_SECRET,
     DEFAULT_TIMEOUT,

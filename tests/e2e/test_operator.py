@@ -1,5 +1,5 @@
 """What an operator meets when starting chatd wrong, against real processes: one line on
-stderr and an exit status of its own (``chatd.exits``), never a traceback or a node that
+stderr and an exit status of its own (``chat.exits``), never a traceback or a node that
 runs on uselessly."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from chatd.exits import EXIT_CLOCK_SKEW, EXIT_LISTEN
+from chat.exits import EXIT_CLOCK_SKEW, EXIT_LISTEN
 from tests.e2e.harness import (
     DEFAULT_SECRET,
     DEFAULT_TIMEOUT,

@@ -23,12 +23,12 @@ import pytest
 import trio
 from attrs import define
 
-from chatd.auth import Keyring
-from chatd.identity import Identity
+from chat.auth import Keyring
+from chat.identity import Identity
+from chat.wire import MAX_FRAME_BYTES, Frame
 from chatd.testing.rogue import Rogue, RogueLink, open_links
 from chatd.tls import peer_tls
 from chatd.transport import ChannelClosed, WebSocketTransport
-from chatd.wire import MAX_FRAME_BYTES, Frame
 from tests.e2e.harness import (
     DEFAULT_SECRET,
     DEFAULT_TIMEOUT,

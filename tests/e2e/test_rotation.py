@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from chatd.auth import PROOF_HEADER
-from chatd.exits import EXIT_SECRET_REFUSED
+from chat.auth import PROOF_HEADER
+from chat.exits import EXIT_SECRET_REFUSED
 from tests.e2e.harness import (
     DEFAULT_TIMEOUT,
     Cluster,

@@ -13,13 +13,13 @@ import structlog
 import trio
 import trio.testing
 
+from chat.wire import Message
 from chatd.control import LogLimiter
 from chatd.core.node import NodeError
 from chatd.core.presence import Presence
 from chatd.irc.parse import IrcMessage, parse_line
 from chatd.irc.session import Limits, Session
 from chatd.testing import fuzz
-from chatd.wire import Message
 
 ME = "a" * 32
 BOB = "b" * 32

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from chat.wire import IrcView
 from chatctl.render import json_line, status_lines
-from chatd.wire import IrcView
 from tests.chatctl.fakedaemon import STATUS
 
 

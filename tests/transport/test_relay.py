@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import pytest
 import trio
 
-from chatd.auth import Keyring
-from chatd.identity import Identity
+from chat.auth import Keyring
+from chat.identity import Identity
 from chatd.testing.relay import Relay, RelayThread, insider, websocket_payloads
 from chatd.tls import peer_tls
 from chatd.transport import Channel, ConnectError, WebSocketTransport

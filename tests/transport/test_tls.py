@@ -14,9 +14,7 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from chatd import transport as transport_module
-from chatd.__main__ import main as chatd_main
-from chatd.auth import (
+from chat.auth import (
     MAX_SECRET_FILE_BYTES,
     MAX_SECRETS,
     Keyring,
@@ -24,7 +22,9 @@ from chatd.auth import (
     load_keyring,
     peer_proof,
 )
-from chatd.identity import Identity, fingerprint
+from chat.identity import Identity, fingerprint
+from chatd import transport as transport_module
+from chatd.__main__ import main as chatd_main
 from chatd.tls import (
     certificate_key,
     certificate_node_id,

@@ -10,8 +10,8 @@ import pytest
 import trio
 import trio.testing
 
-from chatd.auth import Keyring
-from chatd.identity import Identity
+from chat.auth import Keyring
+from chat.identity import Identity
 from chatd.tls import PeerTls, peer_tls
 from chatd.tls_socket import TlsSocketStream
 

@@ -11,12 +11,12 @@ from typing import ClassVar
 
 from attrs import field, frozen
 
-from chatd.wire import bounds as b
+from chat.wire import bounds as b
 
 # 2: links are TLS 1.3 with a group secret, and `auth` proves over both public keys
 # (chat-peer-v2); a node of version 1 is told the versions differ, not a misleading reason.
 # 3: ``nodes`` says why members went (``departed``), ``rename`` exists, and names are
-# validated (chatd.names): a version-2 node would refuse those frames, so the handshake says so.
+# validated (chat.names): a version-2 node would refuse those frames, so the handshake says so.
 PROTOCOL_VERSION = 3
 # A state-transfer chunk holds at most this many messages (the frame cap binds first).
 MAX_DISCUSSION_MESSAGES = 8192

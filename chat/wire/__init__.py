@@ -4,7 +4,7 @@ This package is the only place that knows field names. chatd, chatctl and the di
 import from here.
 """
 
-from chatd.wire.codec import (
+from chat.wire.codec import (
     MAX_FRAME_BYTES,
     MAX_TEXT_BYTES,
     DecodeError,
@@ -16,7 +16,7 @@ from chatd.wire.codec import (
     structure,
     unstructure,
 )
-from chatd.wire.control import (
+from chat.wire.control import (
     ERROR_CODES,
     ErrorBody,
     ErrorResponse,
@@ -45,13 +45,13 @@ from chatd.wire.control import (
     WhoResponse,
     decode_request,
 )
-from chatd.wire.director import (
+from chat.wire.director import (
     CoordinatorRecord,
     JoinAdvice,
     NodeRegistration,
     Unregistration,
 )
-from chatd.wire.frames import (
+from chat.wire.frames import (
     FRAME_TYPES,
     PROTOCOL_VERSION,
     Auth,

@@ -17,7 +17,7 @@ import cattrs
 import orjson
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from chatd.wire.frames import FRAME_TYPES, Frame
+from chat.wire.frames import FRAME_TYPES, Frame
 
 T = TypeVar("T")
 
@@ -28,7 +28,7 @@ MAX_TEXT_BYTES = 4096
 
 
 # No list or object on the wire is longer than this (the fields' own ranges are tighter:
-# chatd.wire.bounds); checked before its elements are structured, so a 1 MiB frame of tiny
+# chat.wire.bounds); checked before its elements are structured, so a 1 MiB frame of tiny
 # entries is refused at once instead of structured first.
 MAX_COLLECTION = 8192
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
-from chatd import names
+from chat import names
 
 # Integers stay exact in every JSON implementation (IEEE doubles) below 2**53.
 MAX_SAFE_INT = 2**53 - 1
@@ -21,7 +21,7 @@ MAX_SEQUENCE = MAX_SAFE_INT
 MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
 # A node-id is 32 hex digits; message ids are UUIDs (36). Ids longer than this are junk.
 MAX_ID_CHARS = 64
-# Names: chatd.names (1-32 characters, no controls, bidi or other format characters).
+# Names: chat.names (1-32 characters, no controls, bidi or other format characters).
 MAX_NAME_CHARS = names.MAX_NAME_CHARS
 MAX_ADDRESS_CHARS = 256
 MAX_TIMESTAMP_CHARS = 40

@@ -6,7 +6,7 @@ from typing import Literal
 
 from attrs import field, frozen
 
-from chatd.wire import bounds as b
+from chat.wire import bounds as b
 
 
 @frozen

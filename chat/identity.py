@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import VerifyKey
 
-from chatd.wire import Message, UpdateCoordinator
+from chat.wire import Message, UpdateCoordinator
 
 
 def fingerprint(public_key: bytes) -> str:

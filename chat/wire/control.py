@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from attrs import field, frozen
 
-from chatd.wire.frames import MemberRecord, Message
+from chat.wire.frames import MemberRecord, Message
 
 # Stable error codes; chatctl maps them to exit codes. ONLY APPEND.
 ERROR_CODES: dict[str, int] = {
@@ -64,7 +64,7 @@ class LeaveRequest:
 
 @frozen
 class NickRequest:
-    """Rename this node (chatd.names says which names are valid)."""
+    """Rename this node (chat.names says which names are valid)."""
 
     OP: ClassVar[str] = "nick"
     name: str
@@ -97,7 +97,7 @@ REQUEST_TYPES: dict[str, type[Request]] = {
 @frozen
 class MessageView:
     """A message as users and scripts see it (no signature material). ``display`` is the
-    sender's display name when the node handed it out (chatd.names: ``name`` or
+    sender's display name when the node handed it out (chat.names: ``name`` or
     ``name#xxxx``); "" from a node that predates it."""
 
     id: str
@@ -157,7 +157,7 @@ class MemberView:
 
     ``link`` is ``self`` (this node), ``up`` or ``down``; ``last-heard`` is in seconds, or
     null when nothing was heard from it yet. ``display`` is the name to show
-    (chatd.names); ``idle`` the seconds since this node delivered a message from it, null
+    (chat.names); ``idle`` the seconds since this node delivered a message from it, null
     if none.
     """
 
@@ -272,7 +272,7 @@ class WhoResponse:
 
 def decode_request(obj: Any) -> Request:
     """Turn a decoded JSON value into a request; raises ``DecodeError`` with a clear reason."""
-    from chatd.wire.codec import DecodeError, structure
+    from chat.wire.codec import DecodeError, structure
 
     if not isinstance(obj, dict):
         raise DecodeError("a request must be a JSON object")
