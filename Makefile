@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-slow test-hosts test-systemd lint fuzz venv clean bench bench-quick lock
 
 demo: $(STAMP)
-	$(BIN)/python -m chatd.demo $(ARGS)
+	$(BIN)/python -m chat_testing.demo $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/ruff check chat chatd chatctl director tests bench
+	$(BIN)/ruff check chat chat_testing chatd chatctl director tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -m "not slow and not hosts"
 
@@ -32,7 +32,7 @@ test-hosts: $(STAMP)
 # runs 2,000 each. ARGS: --seed S to replay, --cases N, --decoder NAME, --case I.
 # Then 1,500 random runs of the hostile-member state machine (`make test`: 60, fixed).
 fuzz: $(STAMP)
-	$(BIN)/python -m chatd.testing.fuzz $(ARGS)
+	$(BIN)/python -m chat_testing.fuzz $(ARGS)
 	CHAT_FUZZ_EXAMPLES=1500 $(BIN)/pytest -q tests/core/test_adversary_machine.py
 
 # The units under a real systemd, booted with systemd-nspawn in a Debian tree cached in
@@ -65,7 +65,7 @@ $(KUBE_VALIDATE): $(STAMP)
 	$(VENV)/kube-validate/bin/pip install -q kubernetes-validate==1.37.0
 
 lint: $(STAMP)
-	$(BIN)/ruff check chat chatd chatctl director tests bench
+	$(BIN)/ruff check chat chat_testing chatd chatctl director tests bench
 	$(BIN)/mypy
 
 venv: $(STAMP)

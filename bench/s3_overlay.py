@@ -25,8 +25,8 @@ import trio
 import trio.testing
 from attrs import evolve
 
+from chat_testing.cluster import Cluster, ClusterNode, open_cluster
 from chatd.config import TEST
-from chatd.testing.cluster import Cluster, ClusterNode, open_cluster
 
 SIZES = (5, 10, 20, 40)
 QUICK_SIZES = (5, 10)
@@ -159,7 +159,7 @@ def run(quick: bool) -> dict[str, Any]:
         "title": "Overlay cost: full mesh vs neighbour overlay",
         "rows": rows,
         "notes": [
-            f"In-process cluster (chatd.testing.cluster, TEST timers, virtual MockClock); "
+            f"In-process cluster (chat_testing.cluster, TEST timers, virtual MockClock); "
             f"after every join settled, one non-coordinator member sends K={k} broadcasts "
             f"of ~165 bytes.",
             "cpu_ms_per_broadcast: time.process_time() delta / K for the whole process: the "

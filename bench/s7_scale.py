@@ -24,9 +24,9 @@ import trio.testing
 
 from bench.s3_overlay import bfs, counter_sum, main, quiet_logs, relay_graph, settle
 from chat.wire import Message
+from chat_testing.cluster import Cluster, ClusterNode, open_cluster
 from chatd.config import TEST
 from chatd.core.overlay import assign
-from chatd.testing.cluster import Cluster, ClusterNode, open_cluster
 
 HOP_DELAY = 0.001  # virtual seconds per frame, every link
 K = 5

@@ -1,7 +1,7 @@
 """How nodes reach each other: a small interface, and its websocket implementation.
 
 A ``Channel`` carries whole frames (bytes) both ways. The runtime never sees websockets;
-tests swap in ``chatd.testing.memory`` to run a cluster in one process. With a group
+tests swap in ``chat_testing.memory`` to run a cluster in one process. With a group
 secret every connection is TLS 1.3 (``chatd.tls``), checked before the websocket upgrade:
 a dial pins the node it means to reach, and the peer port takes TLS only (a node without
 a secret, plaintext only); either refusal is logged with its reason on both ends.

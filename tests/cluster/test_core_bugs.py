@@ -9,8 +9,8 @@ import pytest
 import structlog
 import trio
 
+from chat_testing.cluster import open_cluster
 from chatd.core.node import Node
-from chatd.testing.cluster import open_cluster
 from tests.cluster.test_discussion import histories_equal, start
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import trio
 
+from chat_testing.cluster import Cluster, ClusterNode, open_cluster
 from chatd.core.node import Role
-from chatd.testing.cluster import Cluster, ClusterNode, open_cluster
 
 
 def histories_equal(members: list[ClusterNode], count: int) -> bool:

@@ -15,9 +15,9 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from chat_testing.cluster import Cluster, ClusterNode, open_cluster
+from chat_testing.memory import DELIVER
 from chatd.core.node import NodeError, Role
-from chatd.testing.cluster import Cluster, ClusterNode, open_cluster
-from chatd.testing.memory import DELIVER
 from tests.cluster.test_discussion import assert_causal
 
 SEEDS = range(12)

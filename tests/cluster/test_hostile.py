@@ -12,10 +12,10 @@ import trio
 from chat.auth import Keyring
 from chat.identity import Identity
 from chat.wire import PROTOCOL_VERSION, Hello, Join, encode_frame
+from chat_testing.cluster import open_cluster
 from chatd.config import TEST, Config
 from chatd.core.node import Role
 from chatd.peers import handshake
-from chatd.testing.cluster import open_cluster
 from tests.cluster.test_discussion import histories_equal, start
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import trio
 
 from chat.wire import Message
+from chat_testing.cluster import Cluster, ClusterNode, open_cluster
 from chatd.core.presence import Presence
-from chatd.testing.cluster import Cluster, ClusterNode, open_cluster
 
 
 class Watcher:

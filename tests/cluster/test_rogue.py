@@ -7,9 +7,9 @@ import trio
 
 from chat.identity import Identity
 from chat.wire import Heartbeat, Nodes
+from chat_testing.cluster import open_cluster
+from chat_testing.rogue import Rogue, open_links
 from chatd.core.node import Role
-from chatd.testing.cluster import open_cluster
-from chatd.testing.rogue import Rogue, open_links
 from tests.cluster.test_discussion import histories_equal, start
 
 

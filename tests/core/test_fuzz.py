@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chat.wire import DecodeError, Heartbeat, encode_frame
-from chatd.testing import fuzz
+from chat_testing import fuzz
 
 # FUZZ_SEED=N replays a run; by default every run tries new inputs.
 SEED = int(os.environ.get("FUZZ_SEED", random.SystemRandom().randrange(2**32)))

@@ -70,7 +70,7 @@ from chat.wire import (
     structure,
     unstructure,
 )
-from chatd.testing.fuzz import check_frame, check_request
+from chat_testing.fuzz import check_frame, check_request
 
 MEMBER = MemberRecord("n1", "alice", "ws://10.0.0.1:9000", "ws://alice.example:9000", 2)
 MEMBER_JSON = (

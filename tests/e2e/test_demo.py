@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 def test_demo_runs_the_exchange_and_leaves_nothing_behind(tmp_path: Path) -> None:
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "chatd.demo", "--script-only"],
+        [sys.executable, "-m", "chat_testing.demo", "--script-only"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

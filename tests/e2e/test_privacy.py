@@ -1,7 +1,7 @@
 """chat is private on the wire (issue 8), shown on the bytes between real processes.
 
 Every ``chatd`` here that other nodes dial is started with ``--advertise`` set to a relay
-of its own (``chatd.testing.relay``) that forwards to its real port: nodes dial each other
+of its own (``chat_testing.relay``) that forwards to its real port: nodes dial each other
 at their advertised address only, so every peer connection passes through a relay, which
 keeps every byte of it.
 
@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chatd.testing.relay import (
+from chat_testing.relay import (
     Capture,
     Relay,
     RelayThread,

@@ -1,7 +1,7 @@
 """A malicious member against real processes (issue 7): it cannot crash, split or stall chat.
 
 A real ``chat-director`` and four real ``chatd`` hold the group secret; a ``Rogue``
-(``chatd.testing.rogue``) holds it too, with a key of its own and priority -1, so it can
+(``chat_testing.rogue``) holds it too, with a key of its own and priority -1, so it can
 never be elected legitimately. It links to every node over real websockets, joins, and
 then misbehaves. Each test asserts the correct behaviour.
 
@@ -26,7 +26,7 @@ from attrs import define
 from chat.auth import Keyring
 from chat.identity import Identity
 from chat.wire import MAX_FRAME_BYTES, Frame
-from chatd.testing.rogue import Rogue, RogueLink, open_links
+from chat_testing.rogue import Rogue, RogueLink, open_links
 from chatd.tls import peer_tls
 from chatd.transport import ChannelClosed, WebSocketTransport
 from tests.e2e.harness import (

@@ -1,4 +1,4 @@
-"""The recording relay of ``chatd.testing.relay`` on loopback sockets, in one process."""
+"""The recording relay of ``chat_testing.relay`` on loopback sockets, in one process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import trio
 
 from chat.auth import Keyring
 from chat.identity import Identity
-from chatd.testing.relay import Relay, RelayThread, insider, websocket_payloads
+from chat_testing.relay import Relay, RelayThread, insider, websocket_payloads
 from chatd.tls import peer_tls
 from chatd.transport import Channel, ConnectError, WebSocketTransport
 

@@ -6,7 +6,7 @@ its links alive with heartbeats. What it sends is up to the test: validly signed
 with any sequence number or clock, badly signed ones, two messages for one sequence
 number, coordinator claims of any term, elections, ``nodes`` naming itself coordinator,
 or raw bytes. It works over any ``chatd.transport.Transport``: the memory network of
-in-process clusters (``chatd.testing.memory``) or ``WebSocketTransport`` against real
+in-process clusters (``chat_testing.memory``) or ``WebSocketTransport`` against real
 ``chatd`` processes.
 
     rogue = Rogue(Identity.generate(), "mallory", secret, transport)

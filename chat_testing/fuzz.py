@@ -14,7 +14,7 @@ numbers, null, junk, lone surrogates, NaN, deep nesting, duplicate, extra or mis
 keys), 37% raw byte mutations of the encoding, 8% are random bytes; plus fixed worst
 cases at the size cap. Every input is reproducible from ``seed`` and its index::
 
-    python -m chatd.testing.fuzz [--cases N] [--seed S] [--decoder NAME] [--case I]
+    python -m chat_testing.fuzz [--cases N] [--seed S] [--decoder NAME] [--case I]
 """
 
 from __future__ import annotations
@@ -909,7 +909,7 @@ def run(decoder: Decoder, cases: int, seed: int, only: int | None = None) -> Res
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chatd.testing.fuzz", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m chat_testing.fuzz", description=__doc__)
     parser.add_argument("--cases", type=int, default=100_000, help="inputs per decoder")
     parser.add_argument("--seed", type=int, default=None, help="default: a random one")
     parser.add_argument("--decoder", choices=sorted(DECODERS), action="append")

@@ -17,10 +17,10 @@ import trio
 from chat.auth import Keyring
 from chat.identity import Identity
 from chat.wire import CoordinatorRecord, JoinAdvice, MemberRecord, NodeRegistration, Unregistration
+from chat_testing.memory import MemoryNetwork
 from chatd.config import TEST, Config
 from chatd.core.node import Node
 from chatd.runtime import Runtime
-from chatd.testing.memory import MemoryNetwork
 from director.registry import Accepted, Registry
 
 
