@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from chat.wire import Message
-from chatd.core.clock import merge, tick
+from tests.core.vclock import merge, tick
 
 
 def message(node: str, clock: dict[str, int], text: str = "") -> Message:

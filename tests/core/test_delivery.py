@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chat.wire import Message
-from chatd.core.clock import Order, compare, merge
 from chatd.core.delivery import CausalBuffer
 from tests.core.histories import can_deliver, causal_histories, message
+from tests.core.vclock import Order, compare, merge
 
 
 @st.composite

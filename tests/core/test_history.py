@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chat.wire import Message
-from chatd.core.clock import Order, compare, covers, merge
 from chatd.core.delivery import CausalBuffer
 from chatd.core.history import History
 from tests.core.histories import causal_histories
+from tests.core.vclock import Order, compare, covers, merge
 
 
 def replica(arriving: list[Message]) -> History:

@@ -25,7 +25,6 @@ from chat.wire import (
 )
 from chat.wire.bounds import MAX_CLOCK_ENTRIES, MAX_MEMBERS
 from chatd.core.abuse import TokenBucket
-from chatd.core.clock import tick
 from chatd.core.node import (
     Deliver,
     Disconnect,
@@ -38,6 +37,7 @@ from chatd.core.node import (
     UnregisterCoordinator,
 )
 from tests.core.mesh import Mesh
+from tests.core.vclock import tick
 
 TIMESTAMP = "2024-01-01T00:00:00Z"
 

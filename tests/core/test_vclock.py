@@ -1,11 +1,12 @@
-"""The vector clock laws: merge is a join (lub), compare/covers a partial order, tick advances."""
+"""The laws of the tests' reference vector clock (tests.core.vclock): merge is a join (lub),
+compare/covers a partial order, tick advances."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.core.clock import Order, VectorClock, compare, covers, merge, tick
+from tests.core.vclock import Order, VectorClock, compare, covers, merge, tick
 
 NODES = ["a", "b", "c", "d"]
 # Small keys and counts so that equal, ordered and concurrent pairs all come up often;

@@ -1,4 +1,6 @@
-"""Vector clocks as plain mappings node-id → count (membership is dynamic; absent = 0)."""
+"""The textbook vector clock, as plain mappings node-id → count (absent = 0): the reference
+the core's causal buffer, history and anti-entropy are checked against. The node itself
+needs only its delivered counts plus one for its own entry (chatd.core.node.send_text)."""
 
 from __future__ import annotations
 
