@@ -56,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             failed = True
             traceback.print_exc()
-            result = {"scenario": scenario, "title": "FAILED", "rows": [],
-                      "notes": [f"{type(exc).__name__}: {exc}"]}
+            result = {
+                "scenario": scenario,
+                "title": "FAILED",
+                "rows": [],
+                "notes": [f"{type(exc).__name__}: {exc}"],
+            }
         result["seconds"] = round(time.monotonic() - t0, 1)
         results[scenario] = result
         print(table(result) + f"\n  ({result['seconds']} s)\n", flush=True)
@@ -65,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(), "ngircd": version()},
+        "machine": {
+            "nproc": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "ngircd": version(),
+        },
         "seconds": round(time.monotonic() - started, 1),
         "scenarios": results,
     }

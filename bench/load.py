@@ -58,9 +58,7 @@ def _finish(
     }
 
 
-def run_window(
-    system: System, window: int, count: int, limit_s: float, warmup: int = 0
-) -> Result:
+def run_window(system: System, window: int, count: int, limit_s: float, warmup: int = 0) -> Result:
     """One sender keeps up to ``window`` messages not yet delivered everywhere."""
     tracker = system.reset()
     sender = system.sender(0)

@@ -87,8 +87,13 @@ def plots(results: dict[str, Scenario], out: Path) -> list[Path]:
                         ys = [(i + 1) / len(values) for i in range(len(values))]
                         ax.plot(values, ys, label=system)
                 for name, values in floors.items():
-                    ax.axvline(sorted(values)[len(values) // 2], ls="--", lw=0.8,
-                               color="grey" if name == "floor-tcp" else "black", label=name)
+                    ax.axvline(
+                        sorted(values)[len(values) // 2],
+                        ls="--",
+                        lw=0.8,
+                        color="grey" if name == "floor-tcp" else "black",
+                        label=name,
+                    )
                 ax.set_xscale("log")
                 ax.set_title(f"N = {n}, {load}")
                 ax.set_xlabel("latency (ms, log)")
@@ -113,11 +118,14 @@ def plots(results: dict[str, Scenario], out: Path) -> list[Path]:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
         for system in ("chat", "ngircd"):
             for load in loads:
-                rows = sorted((r for r in s1["rows"] if r["system"] == system
-                               and r["load"] == load), key=lambda r: r["N"])
+                rows = sorted(
+                    (r for r in s1["rows"] if r["system"] == system and r["load"] == load),
+                    key=lambda r: r["N"],
+                )
                 ns = [r["N"] for r in rows]
-                ax1.plot(ns, [r["cpu_us_per_delivery"] for r in rows], "o-",
-                         label=f"{system} {load}")
+                ax1.plot(
+                    ns, [r["cpu_us_per_delivery"] for r in rows], "o-", label=f"{system} {load}"
+                )
                 ax2.plot(ns, [r["p50_ms"] for r in rows], "o-", label=f"{system} {load}")
         for ax, label in ((ax1, "CPU µs per delivery (server side)"), (ax2, "p50 latency (ms)")):
             ax.set_yscale("log")
@@ -151,8 +159,12 @@ def plots(results: dict[str, Scenario], out: Path) -> list[Path]:
             fig, ax = plt.subplots(figsize=(6, 3.4))
             keys = ("suspected_ms", "elected_ms", "agreed_ms", "director_ms")
             for k_i, key in enumerate(keys):
-                ax.bar([r["run"] + (k_i - 1.5) * 0.2 for r in rows],
-                       [r[key] or 0 for r in rows], width=0.2, label=key)
+                ax.bar(
+                    [r["run"] + (k_i - 1.5) * 0.2 for r in rows],
+                    [r[key] or 0 for r in rows],
+                    width=0.2,
+                    label=key,
+                )
             ax.set_xlabel("run")
             ax.set_ylabel("ms after SIGKILL")
             ax.legend(fontsize=7)
@@ -164,9 +176,15 @@ def plots(results: dict[str, Scenario], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.4))
         labels = [f"{r['system']} {r['node']}" for r in rows]
         ax.bar(labels, [r["idle_rss_kib"] / 1024 for r in rows], label="idle")
-        ax.bar(labels, [(r.get("rss_after_kib") or r["idle_rss_kib"]) / 1024
-                        - r["idle_rss_kib"] / 1024 for r in rows],
-               bottom=[r["idle_rss_kib"] / 1024 for r in rows], label="after messages")
+        ax.bar(
+            labels,
+            [
+                (r.get("rss_after_kib") or r["idle_rss_kib"]) / 1024 - r["idle_rss_kib"] / 1024
+                for r in rows
+            ],
+            bottom=[r["idle_rss_kib"] / 1024 for r in rows],
+            label="after messages",
+        )
         ax.set_ylabel("RSS (MiB)")
         ax.legend()
         save(fig, "s6_memory.png")

@@ -20,7 +20,11 @@ from bench.irc import IrcGroup
 from bench.load import System, run_paced, run_window
 
 FULL: dict[str, Any] = {
-    "sizes": [3, 5, 10, 20], "rates": [200, 500], "repeats": 3, "w1": 300, "paced_s": 5.0
+    "sizes": [3, 5, 10, 20],
+    "rates": [200, 500],
+    "repeats": 3,
+    "w1": 300,
+    "paced_s": 5.0,
 }
 QUICK: dict[str, Any] = {"sizes": [3, 5], "rates": [200], "repeats": 1, "w1": 100, "paced_s": 2.0}
 
@@ -66,8 +70,14 @@ def run(quick: bool) -> dict[str, Any]:
         floor = measure(kind, 1000 if quick else 5000)
         one_way = {k: v / 2 for k, v in floor["rtt"].items()}
         rows.append(
-            {"system": f"floor-{kind}", "N": 2, "load": "window 1 (RTT/2)",
-             "p50_ms": one_way["p50"], "p99_ms": one_way["p99"], "max_ms": one_way["max"]}
+            {
+                "system": f"floor-{kind}",
+                "N": 2,
+                "load": "window 1 (RTT/2)",
+                "p50_ms": one_way["p50"],
+                "p99_ms": one_way["p99"],
+                "max_ms": one_way["max"],
+            }
         )
         samples[f"floor-{kind}"] = sample([v / 2 for v in floor["rtts"]])
     for n in cfg["sizes"]:
@@ -94,5 +104,10 @@ def run(quick: bool) -> dict[str, Any]:
     )
     notes.append(f"repeats per cell: {cfg['repeats']} (median; spread = max-min of p50)")
     notes.append("floor rows: half the round trip between two Python processes")
-    return {"scenario": "S1", "title": "delivery latency (ms)", "rows": rows,
-            "notes": notes, "samples": samples}
+    return {
+        "scenario": "S1",
+        "title": "delivery latency (ms)",
+        "rows": rows,
+        "notes": notes,
+        "samples": samples,
+    }

@@ -25,10 +25,16 @@ def run(quick: bool) -> dict[str, Any]:
             for window in WINDOWS:
                 r = run_window(system, window, count, limit)
                 rows.append(
-                    {"system": system.name, "N": n, "window": window, "sent": r["sent"],
-                     "deliveries_per_s": r["deliveries_per_s"],
-                     "cpu_us_per_delivery": r["cpu_us_per_delivery"],
-                     "p50_ms": r["p50"], "missing": r["missing"]}
+                    {
+                        "system": system.name,
+                        "N": n,
+                        "window": window,
+                        "sent": r["sent"],
+                        "deliveries_per_s": r["deliveries_per_s"],
+                        "cpu_us_per_delivery": r["cpu_us_per_delivery"],
+                        "p50_ms": r["p50"],
+                        "missing": r["missing"],
+                    }
                 )
     irc = {r["window"]: r for r in rows if r["system"] == "ngircd"}
     for row in rows:

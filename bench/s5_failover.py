@@ -21,14 +21,22 @@ def _ms(value: Any) -> Any:
 def run(quick: bool) -> dict[str, Any]:
     script = ROOT / "bench" / "failover.py"
     if not script.exists():
-        return {"scenario": "S5", "title": "failover", "rows": [],
-                "notes": ["TODO: bench/failover.py is missing"]}
+        return {
+            "scenario": "S5",
+            "title": "failover",
+            "rows": [],
+            "notes": ["TODO: bench/failover.py is missing"],
+        }
     runs = 2 if quick else 5
     with tempfile.TemporaryDirectory(prefix="bench-s5-") as tmp:
         out = Path(tmp) / "failover.json"
         proc = subprocess.run(
             [sys.executable, str(script), "--runs", str(runs), "--out", str(out)],
-            capture_output=True, text=True, timeout=120 + 90 * runs, cwd=ROOT, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120 + 90 * runs,
+            cwd=ROOT,
+            check=False,
         )
         if not out.exists():
             raise RuntimeError(f"failover.py exited {proc.returncode}: {proc.stderr[-2000:]}")
@@ -39,22 +47,39 @@ def run(quick: bool) -> dict[str, Any]:
             rows.append({"run": r["run"], "error": r["error"]})
             continue
         rows.append(
-            {"run": r["run"], "N": r["nodes"], "suspected_ms": _ms(r["suspected_s"]),
-             "elected_ms": _ms(r["elected_s"]), "agreed_ms": _ms(r["agreed_s"]),
-             "director_ms": _ms(r["director_s"]), "acked": r["acked"], "lost": r["lost"],
-             "max_coordinators": r["max_coordinators"]}
+            {
+                "run": r["run"],
+                "N": r["nodes"],
+                "suspected_ms": _ms(r["suspected_s"]),
+                "elected_ms": _ms(r["elected_s"]),
+                "agreed_ms": _ms(r["agreed_s"]),
+                "director_ms": _ms(r["director_s"]),
+                "acked": r["acked"],
+                "lost": r["lost"],
+                "max_coordinators": r["max_coordinators"],
+            }
         )
     med = raw["median"]
     rows.append(
-        {"run": "median", "suspected_ms": _ms(med["suspected_s"]),
-         "elected_ms": _ms(med["elected_s"]), "agreed_ms": _ms(med["agreed_s"]),
-         "director_ms": _ms(med["director_s"]), "lost": med["lost"],
-         "max_coordinators": med["max_coordinators"]}
+        {
+            "run": "median",
+            "suspected_ms": _ms(med["suspected_s"]),
+            "elected_ms": _ms(med["elected_s"]),
+            "agreed_ms": _ms(med["agreed_s"]),
+            "director_ms": _ms(med["director_s"]),
+            "lost": med["lost"],
+            "max_coordinators": med["max_coordinators"],
+        }
     )
     notes = [
         f"bench/failover.py --runs {runs} (exit {proc.returncode}); times from SIGKILL",
         "references (facts.md): Serf kill -9 -> failed in 5.4-6.5 s; the course project's "
         "survivors agree after 12.7-15.3 s",
     ]
-    return {"scenario": "S5", "title": "coordinator failover (kill -9)", "rows": rows,
-            "notes": notes, "raw": raw}
+    return {
+        "scenario": "S5",
+        "title": "coordinator failover (kill -9)",
+        "rows": rows,
+        "notes": notes,
+        "raw": raw,
+    }

@@ -28,16 +28,20 @@ def run(quick: bool) -> dict[str, Any]:
         r = run_window(chat, 64, count, 120.0)
         time.sleep(SETTLE_S)
         after = [rss_bytes(pid) for pid in chat.pids()]
-        held = [int(chat.status(i).get("counters", {}).get("messages.held", -1))
-                for i in range(N)]
+        held = [int(chat.status(i).get("counters", {}).get("messages.held", -1)) for i in range(N)]
         total = [int(chat.status(i).get("messages", -1)) for i in range(N)]
         sent = r["sent"]
         for i in range(N):
             rows.append(
-                {"system": "chat", "node": f"n{i}", "idle_rss_kib": idle[i] // 1024,
-                 "rss_after_kib": after[i] // 1024, "messages": total[i],
-                 "held_back_counter": held[i],
-                 "bytes_per_message": (after[i] - idle[i]) / sent if sent else None}
+                {
+                    "system": "chat",
+                    "node": f"n{i}",
+                    "idle_rss_kib": idle[i] // 1024,
+                    "rss_after_kib": after[i] // 1024,
+                    "messages": total[i],
+                    "held_back_counter": held[i],
+                    "bytes_per_message": (after[i] - idle[i]) / sent if sent else None,
+                }
             )
         growth = [(a - b) / sent for a, b in zip(after, idle, strict=True)] if sent else [0.0]
         notes.append(
@@ -46,7 +50,12 @@ def run(quick: bool) -> dict[str, Any]:
         )
     with IrcGroup(N) as irc:
         time.sleep(SETTLE_S)
-        rows.append({"system": "ngircd", "node": "server", "idle_rss_kib":
-                     rss_bytes(irc.server.pid) // 1024})
+        rows.append(
+            {
+                "system": "ngircd",
+                "node": "server",
+                "idle_rss_kib": rss_bytes(irc.server.pid) // 1024,
+            }
+        )
     notes.append("RSS = VmRSS from /proc/PID/status; Python's allocator keeps freed memory")
     return {"scenario": "S6", "title": "memory", "rows": rows, "notes": notes}
