@@ -11,6 +11,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check chat chat_testing chatd chatctl director tests bench
+	$(BIN)/ruff format --check chat chat_testing chatd chatctl director tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -m "not slow and not hosts"
 
@@ -66,6 +67,7 @@ $(KUBE_VALIDATE): $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check chat chat_testing chatd chatctl director tests bench
+	$(BIN)/ruff format --check chat chat_testing chatd chatctl director tests bench
 	$(BIN)/mypy
 
 venv: $(STAMP)

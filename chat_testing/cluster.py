@@ -95,7 +95,9 @@ class ClusterNode:
 
 
 class Cluster:
-    def __init__(self, nursery: trio.Nursery, seed: int, config: Config, secret: bytes | None):
+    def __init__(
+        self, nursery: trio.Nursery, seed: int, config: Config, secret: bytes | None
+    ) -> None:
         self.nursery = nursery
         self.rng = random.Random(seed)
         self.config = config
