@@ -160,6 +160,7 @@ async def test_port_in_use_or_a_foreign_host_exits_3() -> None:
         )
 
 
+@pytest.mark.slow
 async def test_tls_files_are_checked_up_front(tmp_path: Path) -> None:
     mine, other = self_signed(tmp_path, "mine"), self_signed(tmp_path, "other")
     junk = tmp_path / "junk"

@@ -272,6 +272,7 @@ def test_chatctl_without_a_daemon(setup: Setup) -> None:
 # Peers without the secret -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_peer_with_the_wrong_secret_is_refused_at_the_handshake(setup: Setup) -> None:
     alice, bob = setup.alice, setup.bob
     members = member_ids(alice)

@@ -277,6 +277,7 @@ def test_the_node_killed_is_said_then_picked_up_again_and_unsent_text_reported(
     assert "not sent (node gone): words for nobody" in after_screen(term)
 
 
+@pytest.mark.slow
 def test_leave_asks_first_then_the_node_leaves(cluster: Cluster, terminals: list[Terminal]) -> None:
     director = cluster.start_director()
     _, bob = start_alice_and_bob(cluster, director.url)
@@ -301,6 +302,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_a_text_typed_before_the_node_is_ready_is_sent_once_it_joins(
     cluster: Cluster, terminals: list[Terminal]
 ) -> None:

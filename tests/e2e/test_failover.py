@@ -428,6 +428,7 @@ def test_two_members_killed_at_once(tmp_path: Path) -> None:
         check_logs(cluster)
 
 
+@pytest.mark.slow
 def test_peer_vanishing_mid_handshake_does_not_kill_the_node(tmp_path: Path) -> None:
     """A dial called off during an election closes its connection at any point of the
     websocket handshake; the listening node must only lose that connection. Here a client

@@ -198,6 +198,7 @@ def test_an_irc_client_takes_part_in_the_discussion(cluster: Cluster) -> None:
         assert MARKER not in line and gateway["password"] not in line, line
 
 
+@pytest.mark.slow
 def test_a_wrong_password_is_refused(cluster: Cluster, tmp_path: Path) -> None:
     password_file = tmp_path / "irc-password"
     password_file.write_text("correct-horse-battery\n")

@@ -205,6 +205,7 @@ def skewed_director() -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.slow
 def test_a_clock_the_director_refuses_at_start_up_stops_the_node_with_exit_5(
     tmp_path: Path, skewed_director: str
 ) -> None:
@@ -260,6 +261,7 @@ def test_once_joined_a_refused_secret_is_shown_but_never_stops_the_node(tmp_path
 # chatctl tail --follow: a clean end, and a lost connection -------------------------------
 
 
+@pytest.mark.slow
 def test_tail_follow_ends_with_0_when_its_node_leaves_and_74_when_it_dies(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster:
         director = cluster.start_director()

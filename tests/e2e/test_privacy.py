@@ -103,7 +103,10 @@ def found_in(needle: bytes, captures: Captured) -> list[str]:
     return [label for label, data in streams(captures) if needle in data]
 
 
-@pytest.mark.parametrize("insecure", [False, True], ids=["secret", "insecure"])
+@pytest.mark.parametrize(
+    "insecure",
+    [pytest.param(False, id="secret"), pytest.param(True, id="insecure", marks=pytest.mark.slow)],
+)
 def test_capture_between_three_nodes(tmp_path: Path, insecure: bool) -> None:
     token = secrets.token_hex(8)
     names = [f"{name}-{token}" for name in ("alice", "bob", "carol")]
@@ -179,7 +182,7 @@ def test_capture_between_three_nodes(tmp_path: Path, insecure: bool) -> None:
             assert capture.to_target[0] == capture.to_client[0] == TLS_HANDSHAKE_RECORD
 
 
-@pytest.mark.parametrize("kind", ["outsider", "insider"])
+@pytest.mark.parametrize("kind", ["outsider", pytest.param("insider", marks=pytest.mark.slow)])
 def test_man_in_the_middle_is_refused(tmp_path: Path, kind: str) -> None:
     """bob, the coordinator, is advertised at a TLS-terminating relay; alice, joining,
     dials it and must refuse it, so she never joins and no chat text reaches the relay."""

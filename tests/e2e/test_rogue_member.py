@@ -222,7 +222,9 @@ async def taken(group: Group, node: Node, mallory: Rogue, link: RogueLink, seq: 
     "term",
     [
         pytest.param(2**64 - 2, id="2^64-2"),  # refused at decode: out of the wire's range
-        pytest.param(2**53 - 1, id="2^53-1"),  # the top of the range: a forged jump
+        pytest.param(
+            2**53 - 1, id="2^53-1", marks=pytest.mark.slow
+        ),  # the top of the range: a forged jump
     ],
 )
 def test_a_claim_of_a_huge_term_stops_nobody(group: Group, term: int) -> None:
@@ -389,6 +391,7 @@ SETTLE = 2.0
 MAX_REFUSAL_LINES = 100
 
 
+@pytest.mark.slow
 def test_election_spam_settles_fast_and_never_crowns_the_rogue(group: Group) -> None:
     mallory = rogue()
     crowned: list[str] = []

@@ -380,6 +380,7 @@ def test_after_the_last_step_a_stale_node_cannot_join(tmp_path: Path) -> None:
         tls_refusal(alice, NOT_OUR_SECRET)
 
 
+@pytest.mark.slow
 def test_a_stale_dialer_is_told_why_at_once(tmp_path: Path) -> None:
     """The dialer's side of the refusal: its log says the TLS reason, not a timeout, well
     before the handshake deadline; and when it is the dialer that refuses the coordinator's
@@ -456,6 +457,7 @@ def test_a_bad_secret_file_on_sighup_keeps_the_old_keyring(tmp_path: Path) -> No
         links_unchanged(group, links_logged)
 
 
+@pytest.mark.slow
 def test_sighup_on_an_insecure_node_is_logged_and_ignored(tmp_path: Path) -> None:
     with Cluster(tmp_path) as cluster, overall_deadline(60):
         director = cluster.start_director(insecure=True)

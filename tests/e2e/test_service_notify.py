@@ -39,6 +39,7 @@ class Notifications:
         return self.seen
 
 
+@pytest.mark.slow
 def test_chatd_reports_readiness_watchdog_and_status(tmp_path: Path) -> None:
     name = f"chatd-notify-test-{os.getpid()}"
     with (
