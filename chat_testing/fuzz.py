@@ -62,8 +62,9 @@ from chat.wire import (
 )
 from chat.wire import bounds as b
 from chat.wire.control import REQUEST_TYPES
-from chatd.control import MAX_REQUEST_BYTES, LineReader
+from chatd.control.server import MAX_REQUEST_BYTES
 from chatd.irc.parse import MAX_PARAMS, IrcMessage, IrcParseError, format_message, parse_line
+from chatd.lines import LineReader
 
 # One decode of an input under the size cap taking longer than this is a failure: the
 # slowest today (1 MiB worst cases) take under 0.1 s, so only super-linear work trips it.

@@ -21,7 +21,7 @@ from chat.paths import resolve_socket_path
 from chat.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
 from chatd.addresses import advertise_problem, is_wildcard
 from chatd.config import PROFILES
-from chatd.control import ControlAccess
+from chatd.control.access import ControlAccess
 from chatd.daemon import Options, run_chatd
 from chatd.director_client import DirectorError, check_base_url, load_director_cert
 from chatd.irc.server import IrcOptionError, IrcSettings, load_password, parse_address

@@ -15,10 +15,10 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import trio
 from attrs import frozen
+from structlog.typing import FilteringBoundLogger
 
 from chat.auth import Keyring, SecretError, load_keyring
 from chat.exits import EXIT_LISTEN, Fatal
@@ -26,8 +26,11 @@ from chat.identity import Identity
 from chat.notify import sd_notify, start_service_tasks
 from chat.wire import IrcView, MemberRecord, Message
 from chatd.config import Config
-from chatd.control import ControlAccess, ControlServer, prepare_socket_path
-from chatd.core.node import Node, Role
+from chatd.control.access import ControlAccess
+from chatd.control.server import ControlServer
+from chatd.control.socket_file import prepare_socket_path
+from chatd.core.effects import Role
+from chatd.core.node import Node
 from chatd.director_client import DirectorClient, DirectorError
 from chatd.irc.node import RuntimeNode
 from chatd.irc.server import IrcGateway, IrcSettings
@@ -54,7 +57,7 @@ class Options:
     irc: IrcSettings | None = None  # --irc: the IRC gateway (off by default)
 
 
-async def run_chatd(options: Options, config: Config, log: Any) -> int:
+async def run_chatd(options: Options, config: Config, log: FilteringBoundLogger) -> int:
     ident = Identity.generate()
     log = log.bind(**{"node-id": ident.node_id, "name": options.name})
     if options.keyring is None:
@@ -79,58 +82,25 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
         log=log,
         tls=peer_tls(ident, options.keyring) if options.keyring is not None else None,
     )
-    started = trio.Event()
-    holder: list[Runtime] = []
-
-    async def serve_peer(channel: Channel) -> None:
-        await started.wait()
-        await holder[0].serve_peers(channel)
-
     try:
         async with trio.open_nursery() as nursery:
-            try:
-                address: str = await nursery.start(transport.serve, serve_peer)
-            except OSError as exc:
-                reason = (exc.strerror or str(exc)).lower()
-                where = f"{host_for_url(options.host)}:{options.port}"
-                log.error("node.listen_failed", host=options.host, port=options.port, reason=reason)
-                raise Fatal(EXIT_LISTEN, f"cannot listen on {where}: {reason}") from None
-            me = MemberRecord(
-                node_id=ident.node_id,
-                name=options.name,
-                address=address,
-                public_address=options.advertise or address,
-                priority=options.priority,
-            )
-            rng = random.Random()
-            node = Node(me, ident, config, rng, log)
-            runtime = Runtime(
-                node, transport, director, (DirectorError,), options.keyring, config, rng
-            )
-            if options.bench_trace:
-                runtime.on_deliver = trace_delivery
-            holder.append(runtime)
-            started.set()
-            irc = None
-            if options.irc is not None:
-                irc = IrcView(await _start_irc(nursery, options.irc, runtime), options.irc.password)
-            control = ControlServer(runtime, options.socket, node.log, access, irc)
-            await nursery.start(control.serve)
+            runtime = await _start_node(nursery, options, config, log, ident, transport, director)
+            await _serve_locally(nursery, options, runtime, access)
 
             async def run_then_stop() -> None:
                 await runtime.run()
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(run_then_stop)
-            nursery.start_soon(_watch_signals, runtime, nursery.cancel_scope, node)
+            nursery.start_soon(_watch_signals, runtime, nursery.cancel_scope)
             # Started (its handler installed) before READY: SIGHUP's default is to terminate.
             await nursery.start(_watch_reload, options.secret_file, runtime, transport, director)
             sd_notify("READY=1")
             start_service_tasks(nursery, partial(node_status, runtime))
-            node.log.info(
+            runtime.log.info(
                 "node.ready",
-                address=address,
-                public_address=me.public_address,
+                address=runtime.node.me.address,
+                public_address=runtime.node.me.public_address,
                 socket=str(options.socket),
                 director=director.base_url,
             )
@@ -141,14 +111,68 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
     return 0
 
 
+async def _start_node(
+    nursery: trio.Nursery,
+    options: Options,
+    config: Config,
+    log: FilteringBoundLogger,
+    ident: Identity,
+    transport: WebSocketTransport,
+    director: DirectorClient,
+) -> Runtime:
+    """Bind the peer listener (its real port goes in the member record), then build the
+    node and its runtime; incoming peers wait until the runtime exists."""
+    started = trio.Event()
+    holder: list[Runtime] = []
+
+    async def serve_peer(channel: Channel) -> None:
+        await started.wait()
+        await holder[0].serve_peers(channel)
+
+    try:
+        address: str = await nursery.start(transport.serve, serve_peer)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        where = f"{host_for_url(options.host)}:{options.port}"
+        log.error("node.listen_failed", host=options.host, port=options.port, reason=reason)
+        raise Fatal(EXIT_LISTEN, f"cannot listen on {where}: {reason}") from None
+    me = MemberRecord(
+        node_id=ident.node_id,
+        name=options.name,
+        address=address,
+        public_address=options.advertise or address,
+        priority=options.priority,
+    )
+    node = Node(me, ident, config)
+    runtime = Runtime(
+        node, transport, director, (DirectorError,), options.keyring, config, random.Random(), log
+    )
+    if options.bench_trace:
+        runtime.on_deliver = trace_delivery
+    holder.append(runtime)
+    started.set()
+    return runtime
+
+
+async def _serve_locally(
+    nursery: trio.Nursery, options: Options, runtime: Runtime, access: ControlAccess
+) -> None:
+    """The IRC gateway (if asked for), then the control socket."""
+    irc = None
+    if options.irc is not None:
+        irc = IrcView(await _start_irc(nursery, options.irc, runtime), options.irc.password)
+    control = ControlServer(runtime, options.socket, runtime.log, access, irc)
+    await nursery.start(control.serve)
+
+
 def node_status(runtime: Runtime) -> str:
     """The one line ``systemctl status`` shows for this node (STATUS=): name, role,
     members, term, and what is wrong with the director if anything is."""
-    node = runtime.node
-    count = len(node.members)
+    snap = runtime.node.snapshot()
+    count = len(snap.members)
     text = (
-        f"{node.me.name}: {node.role.value}, {count} member{'' if count == 1 else 's'},"
-        f" term {node.term}"
+        f"{snap.name}: {snap.role.value}, {count} member{'' if count == 1 else 's'},"
+        f" term {snap.term}"
     )
     if runtime.director_error is not None:
         text += f"; director: {runtime.director_error}"
@@ -157,13 +181,13 @@ def node_status(runtime: Runtime) -> str:
 
 async def _start_irc(nursery: trio.Nursery, settings: IrcSettings, runtime: Runtime) -> str:
     """Start the IRC gateway (README: IRC gateway); the address it listens on."""
-    gateway = IrcGateway(RuntimeNode(runtime), settings, runtime.node.log)
+    gateway = IrcGateway(RuntimeNode(runtime), settings, runtime.log)
     try:
         address: str = await nursery.start(gateway.serve)
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         where = f"{host_for_url(settings.host)}:{settings.port}"
-        runtime.node.log.error("irc.listen_failed", address=where, reason=reason)
+        runtime.log.error("irc.listen_failed", address=where, reason=reason)
         raise Fatal(EXIT_LISTEN, f"cannot listen for IRC clients on {where}: {reason}") from None
     return address
 
@@ -193,7 +217,7 @@ async def _watch_reload(
     with trio.open_signal_receiver(signal.SIGHUP) as signals:
         task_status.started()
         async for _ in signals:
-            log = runtime.node.log  # taken now: it carries the current term
+            log = runtime.log  # taken now: it carries the current term
             if secret_file is None:
                 log.warning("secret.reload_ignored", reason="the node runs --insecure")
                 continue
@@ -213,13 +237,13 @@ async def _watch_reload(
             )
 
 
-async def _watch_signals(runtime: Runtime, scope: trio.CancelScope, node: Node) -> None:
+async def _watch_signals(runtime: Runtime, scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            if node.role is Role.LEAVING:
-                node.log.warning("node.forced_stop", signal=signal.Signals(signum).name)
+            if runtime.node.role is Role.LEAVING:
+                runtime.log.warning("node.forced_stop", signal=signal.Signals(signum).name)
                 scope.cancel()
                 return
-            node.log.info("node.signal", signal=signal.Signals(signum).name)
+            runtime.log.info("node.signal", signal=signal.Signals(signum).name)
             sd_notify("STOPPING=1")
             runtime.request_leave()

@@ -10,7 +10,7 @@ import trio
 
 from chat.names import display_names
 from chat.wire import Message
-from chatd.core.node import NodeError, Role
+from chatd.core.effects import NodeError, Role
 from chatd.core.presence import Presence
 from chatd.irc.nicks import irc_nicks
 from chatd.runtime import Runtime
@@ -55,15 +55,15 @@ class RuntimeNode:
         return self.runtime.node.node_id
 
     def members(self) -> list[tuple[str, str]]:
-        node = self.runtime.node
+        snap = self.runtime.node.snapshot()
         # This node by the name it has now: a member's rename shows in the membership only
         # once the coordinator has taken it, and the client should see its NICK at once.
-        names = {m.node_id: m.name for m in node.members.values()}
-        names[node.node_id] = node.me.name
+        names = {m.node_id: m.name for m in snap.members}
+        names[snap.node_id] = snap.name
         return list(display_names(names.items()).items())
 
     def history(self) -> list[Message]:
-        return list(self.runtime.node.history)
+        return self.runtime.node.messages()
 
     def send(self, text: str) -> Message:
         if self.runtime.node.role is Role.LEAVING:

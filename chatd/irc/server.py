@@ -16,10 +16,10 @@ from typing import Any
 import trio
 from attrs import field, frozen
 
-from chatd.control import LogLimiter
 from chatd.irc.node import GatewayNode
 from chatd.irc.parse import IrcMessage, format_message
 from chatd.irc.session import Limits, Session
+from chatd.log_limit import LogLimiter
 
 # A password file larger than this is refused: it holds one short line.
 MAX_PASSWORD_FILE_BYTES = 1024

@@ -19,7 +19,6 @@ import trio
 from attrs import frozen
 
 from chat.wire import DecodeError
-from chatd.control import LineReader, LineTimeout
 from chatd.irc import numerics as n
 from chatd.irc.commands import Closed, Commands
 from chatd.irc.nicks import NICKLEN, fold, is_valid_nick
@@ -33,6 +32,7 @@ from chatd.irc.parse import (
     parse_line,
 )
 from chatd.irc.relay import Relay
+from chatd.lines import LineReader, LineTimeout
 
 # How long a leaving node gives a client to take its last line (ERROR).
 GOODBYE_LINGER = 1.0

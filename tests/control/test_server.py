@@ -15,7 +15,9 @@ import trio.testing
 
 from chat.wire import StatusRequest
 from chatd.config import LAN
-from chatd.control import ControlServer, LineReader, LineTimeout, LogLimiter
+from chatd.control.server import ControlServer
+from chatd.lines import LineReader, LineTimeout
+from chatd.log_limit import LogLimiter
 from chatd.runtime import Runtime
 
 

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from chat.wire import DecodeError
-from chatd.control import LineReader
+from chatd.lines import LineReader
 
 
 class Chunks(trio.abc.ReceiveStream):

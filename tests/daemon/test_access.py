@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chatd.__main__ import main as chatd_main
-from chatd.control import ControlAccess, supplementary_groups
+from chatd.control.access import ControlAccess, supplementary_groups
 
 NO_GROUPS: frozenset[int] = frozenset()
 

@@ -15,11 +15,11 @@ import trio.testing
 
 from chat.wire import Message
 from chat_testing import fuzz
-from chatd.control import LogLimiter
 from chatd.core.node import NodeError
 from chatd.core.presence import Presence
 from chatd.irc.parse import IrcMessage, parse_line
 from chatd.irc.session import Limits, Session
+from chatd.log_limit import LogLimiter
 
 ME = "a" * 32
 BOB = "b" * 32
