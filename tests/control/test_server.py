@@ -12,13 +12,16 @@ from typing import Any, cast
 import pytest
 import trio
 import trio.testing
+from structlog.typing import FilteringBoundLogger
 
-from chat.wire import StatusRequest
+from chat.wire import Request
 from chatd.config import LAN
+from chatd.control.ops import Answer
 from chatd.control.server import ControlServer
+from chatd.core.effects import Role
 from chatd.lines import LineReader, LineTimeout
 from chatd.log_limit import LogLimiter
-from chatd.runtime import Runtime
+from chatd.runtime import CoreFailed, Runtime
 
 
 class RecordingLog:
@@ -60,7 +63,7 @@ class BrokenRuntime:
 async def server(tmp_path: Path) -> AsyncIterator[tuple[ControlServer, Path, RecordingLog]]:
     log = RecordingLog()
     path = tmp_path / "control.sock"
-    control = ControlServer(cast(Runtime, BrokenRuntime()), path, log)
+    control = ControlServer(cast(Runtime, BrokenRuntime()), path, cast(FilteringBoundLogger, log))
     async with trio.open_nursery() as nursery:
         await nursery.start(control.serve)
         yield control, path, log
@@ -99,11 +102,11 @@ async def test_a_bug_in_an_op_is_answered_internal_and_logged(
 
 
 async def test_an_exception_group_from_an_op_is_answered_internal(
-    server: tuple[ControlServer, Path, RecordingLog],
+    server: tuple[ControlServer, Path, RecordingLog], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     control, path, log = server
 
-    async def fail_twice(request: StatusRequest, stream: trio.SocketStream) -> Any:
+    async def fail_twice(request: Request, stream: trio.SocketStream) -> Answer:
         async def fail() -> None:
             raise ValueError("inside a nursery")
 
@@ -111,12 +114,36 @@ async def test_an_exception_group_from_an_op_is_answered_internal(
             nursery.start_soon(fail)
             nursery.start_soon(fail)
 
-    control._ops[StatusRequest] = fail_twice
+    monkeypatch.setattr(control.ops, "answer", fail_twice)
     answers = await ask(path, b'{"op": "status"}\n')
     assert answers[0]["error"]["code"] == "internal"
     exc = next(r[3] for r in log.records if r[1] == "control.failed")
     assert isinstance(exc, ExceptionGroup)
     assert exc.subgroup(ValueError) is not None
+
+
+class FailingCore:
+    """A runtime whose core fails (a bug) on every send: the runtime logged it already."""
+
+    config = LAN
+
+    class node:  # noqa: N801
+        role = Role.MEMBER
+
+    def send_text(self, text: str) -> None:
+        raise CoreFailed("send")
+
+
+async def test_a_core_failure_is_answered_internal_and_logged_once(tmp_path: Path) -> None:
+    log = RecordingLog()
+    path = tmp_path / "control.sock"
+    control = ControlServer(cast(Runtime, FailingCore()), path, cast(FilteringBoundLogger, log))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(control.serve)
+        answers = await ask(path, b'{"op": "send", "text": "hello"}\n')
+        nursery.cancel_scope.cancel()
+    assert answers[0]["error"]["code"] == "internal"
+    assert "control.failed" not in log.events("exception")  # core.failed was the runtime's
 
 
 async def test_a_client_hanging_up_is_not_an_error(
@@ -173,7 +200,7 @@ async def test_an_idle_connection_has_no_deadline(autojump_clock: trio.abc.Clock
 
 async def test_log_limiter_keeps_a_burst_then_a_rate(autojump_clock: trio.abc.Clock) -> None:
     log = RecordingLog()
-    limiter = LogLimiter(log, burst=3, rate=1)
+    limiter = LogLimiter(cast(FilteringBoundLogger, log), burst=3, rate=1)
     for _ in range(10):
         limiter.warning("control.busy", clients=1)
     limiter.warning("control.timeout")  # counted apart
