@@ -419,7 +419,7 @@ class ControlServer:
         if request.last < 0:
             raise NodeError("bad-request", "last must be ≥ 0")
         if not request.follow:
-            recent = self.runtime.node.history.last(request.last)
+            recent = self.runtime.node.recent(request.last)
             await self._answer(stream, OkResponse())
             for message in recent:
                 await self._answer(stream, line_of(self.runtime, message, request.events))
@@ -445,7 +445,7 @@ class ControlServer:
             # Subscribe before the snapshot, so nothing falls between the two.
             live = self.runtime.subscribe(on_drop=cut_off.cancel, presence=request.events)
             with live:
-                recent = self.runtime.node.history.last(request.last)
+                recent = self.runtime.node.recent(request.last)
                 nursery.start_soon(_cancel_on_eof, stream, cut_off)
                 # No write deadline here: a pager the user paused is allowed to lag, up to
                 # the subscription's queue.
@@ -468,7 +468,7 @@ class ControlServer:
 
     async def _history(self, request: HistoryRequest, stream: trio.SocketStream) -> Any:
         shown = _shown(self.runtime)
-        members = [(m.node_id, m.name) for m in self.runtime.node.members.values()]
+        members = [(m.node_id, m.name) for m in self.runtime.node.snapshot().members]
 
         def display(message: Message) -> str:
             # An author who is no longer a member is told apart from members named alike.
@@ -476,7 +476,9 @@ class ControlServer:
                 shown[message.node_id] = display_name(message.node_id, message.name, members)
             return shown[message.node_id]
 
-        return HistoryResponse([MessageView.of(m, display(m)) for m in self.runtime.node.history])
+        return HistoryResponse(
+            [MessageView.of(m, display(m)) for m in self.runtime.node.messages()]
+        )
 
     async def _status(self, request: StatusRequest, stream: trio.SocketStream) -> Any:
         return StatusResponse(status_of(self.runtime, self.irc))
@@ -495,29 +497,30 @@ class ControlServer:
 
 
 def status_of(runtime: Runtime, irc: IrcView | None = None) -> Status:
-    node = runtime.node
+    node = runtime.node.snapshot()
     now = runtime.now()
+    members = {m.node_id: m for m in node.members}
     peers = []
     for peer, hello in sorted(node.peers.items()):
         link = runtime.links.get(peer)
         cipher = link.channel.cipher if link is not None else None
         heard = round(now - node.last_heard.get(peer, now), 3)
         # The membership has the name now; the hello, the one the link was opened under.
-        member = node.members.get(peer)
+        member = members.get(peer)
         name = member.name if member is not None else hello.name
         peers.append(PeerView(peer, name, heard, cipher is not None, cipher))
     return Status(
         node_id=node.node_id,
-        name=node.me.name,
-        address=node.me.address,
-        public_address=node.me.public_address,
+        name=node.name,
+        address=node.address,
+        public_address=node.public_address,
         role=node.role.value,
         coordinator=node.coordinator,
         term=node.term,
-        members=sorted(node.members.values(), key=lambda m: m.node_id),
-        neighbours=node.neighbours(),
-        vector_clock=node.delivered_clock(),
-        messages=len(node.history),
+        members=list(node.members),
+        neighbours=list(node.neighbours),
+        vector_clock=node.vector_clock,
+        messages=node.messages,
         peers=peers,
         director=runtime.director_error or "ok",
         secure=runtime.keyring is not None and all(p.encrypted for p in peers),
@@ -528,11 +531,11 @@ def status_of(runtime: Runtime, irc: IrcView | None = None) -> Status:
 
 def _shown(runtime: Runtime) -> dict[str, str]:
     """The display name of every current member (chat.names)."""
-    return display_names((m.node_id, m.name) for m in runtime.node.members.values())
+    return display_names((m.node_id, m.name) for m in runtime.node.snapshot().members)
 
 
 def view_of(runtime: Runtime, message: Message) -> MessageView:
-    members = ((m.node_id, m.name) for m in runtime.node.members.values())
+    members = ((m.node_id, m.name) for m in runtime.node.snapshot().members)
     return MessageView.of(message, display_name(message.node_id, message.name, members))
 
 
@@ -544,7 +547,7 @@ def line_of(
     if isinstance(item, Message):
         view = view_of(runtime, item)
         return TaggedMessage(message=view) if tagged else view
-    members = ((m.node_id, m.name) for m in runtime.node.members.values())
+    members = ((m.node_id, m.name) for m in runtime.node.snapshot().members)
     shown = display_name(item.node_id, item.name, members)
     return TaggedPresence(
         presence=PresenceView(item.event, item.node_id, item.name, shown, item.old_name, item.at)
@@ -552,11 +555,11 @@ def line_of(
 
 
 def members_of(runtime: Runtime) -> list[MemberView]:
-    node = runtime.node
+    node = runtime.node.snapshot()
     now = runtime.now()
     shown = _shown(runtime)
     views = []
-    for member in sorted(node.members.values(), key=lambda m: m.node_id):
+    for member in node.members:
         heard = node.last_heard.get(member.node_id)
         spoke = runtime.last_delivered.get(member.node_id)
         views.append(

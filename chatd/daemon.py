@@ -103,9 +103,9 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
                 priority=options.priority,
             )
             rng = random.Random()
-            node = Node(me, ident, config, rng, log)
+            node = Node(me, ident, config)
             runtime = Runtime(
-                node, transport, director, (DirectorError,), options.keyring, config, rng
+                node, transport, director, (DirectorError,), options.keyring, config, rng, log
             )
             if options.bench_trace:
                 runtime.on_deliver = trace_delivery
@@ -114,7 +114,7 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
             irc = None
             if options.irc is not None:
                 irc = IrcView(await _start_irc(nursery, options.irc, runtime), options.irc.password)
-            control = ControlServer(runtime, options.socket, node.log, access, irc)
+            control = ControlServer(runtime, options.socket, runtime.log, access, irc)
             await nursery.start(control.serve)
 
             async def run_then_stop() -> None:
@@ -122,12 +122,12 @@ async def run_chatd(options: Options, config: Config, log: Any) -> int:
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(run_then_stop)
-            nursery.start_soon(_watch_signals, runtime, nursery.cancel_scope, node)
+            nursery.start_soon(_watch_signals, runtime, nursery.cancel_scope)
             # Started (its handler installed) before READY: SIGHUP's default is to terminate.
             await nursery.start(_watch_reload, options.secret_file, runtime, transport, director)
             sd_notify("READY=1")
             start_service_tasks(nursery, partial(node_status, runtime))
-            node.log.info(
+            runtime.log.info(
                 "node.ready",
                 address=address,
                 public_address=me.public_address,
@@ -145,7 +145,7 @@ def node_status(runtime: Runtime) -> str:
     """The one line ``systemctl status`` shows for this node (STATUS=): name, role,
     members, term, and what is wrong with the director if anything is."""
     node = runtime.node
-    count = len(node.members)
+    count = len(node.snapshot().members)
     text = (
         f"{node.me.name}: {node.role.value}, {count} member{'' if count == 1 else 's'},"
         f" term {node.term}"
@@ -157,13 +157,13 @@ def node_status(runtime: Runtime) -> str:
 
 async def _start_irc(nursery: trio.Nursery, settings: IrcSettings, runtime: Runtime) -> str:
     """Start the IRC gateway (README: IRC gateway); the address it listens on."""
-    gateway = IrcGateway(RuntimeNode(runtime), settings, runtime.node.log)
+    gateway = IrcGateway(RuntimeNode(runtime), settings, runtime.log)
     try:
         address: str = await nursery.start(gateway.serve)
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         where = f"{host_for_url(settings.host)}:{settings.port}"
-        runtime.node.log.error("irc.listen_failed", address=where, reason=reason)
+        runtime.log.error("irc.listen_failed", address=where, reason=reason)
         raise Fatal(EXIT_LISTEN, f"cannot listen for IRC clients on {where}: {reason}") from None
     return address
 
@@ -193,7 +193,7 @@ async def _watch_reload(
     with trio.open_signal_receiver(signal.SIGHUP) as signals:
         task_status.started()
         async for _ in signals:
-            log = runtime.node.log  # taken now: it carries the current term
+            log = runtime.log  # taken now: it carries the current term
             if secret_file is None:
                 log.warning("secret.reload_ignored", reason="the node runs --insecure")
                 continue
@@ -213,13 +213,14 @@ async def _watch_reload(
             )
 
 
-async def _watch_signals(runtime: Runtime, scope: trio.CancelScope, node: Node) -> None:
+async def _watch_signals(runtime: Runtime, scope: trio.CancelScope) -> None:
+    node = runtime.node
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             if node.role is Role.LEAVING:
-                node.log.warning("node.forced_stop", signal=signal.Signals(signum).name)
+                runtime.log.warning("node.forced_stop", signal=signal.Signals(signum).name)
                 scope.cancel()
                 return
-            node.log.info("node.signal", signal=signal.Signals(signum).name)
+            runtime.log.info("node.signal", signal=signal.Signals(signum).name)
             sd_notify("STOPPING=1")
             runtime.request_leave()

@@ -35,12 +35,15 @@ from chatd.config import Config
 from chatd.core.node import (
     Announce,
     Deliver,
+    Dial,
     Disconnect,
     Effect,
+    Log,
     Node,
     RegisterCoordinator,
     Role,
     Send,
+    Undial,
     UnregisterCoordinator,
 )
 from chatd.core.presence import Presence
@@ -116,9 +119,11 @@ class Runtime:
         keyring: Keyring | None,
         config: Config,
         rng: random.Random,
+        log: Any,
         wallclock: Callable[[], str] = utc_timestamp,
     ) -> None:
         self.node = node
+        self._log = log
         self.transport = transport
         self.director = director
         self.director_errors = director_errors
@@ -133,6 +138,7 @@ class Runtime:
         # Proof refusals in a row while never joined: (first one's time, how many).
         self._refused: tuple[float, int] | None = None
         self._dialers: dict[str, trio.CancelScope] = {}
+        self._wanted: dict[str, str] = {}  # peer -> address: what the core asked to dial
         # Each subscriber's queue, its on_drop, and whether it takes presence events too.
         self._subscribers: dict[
             trio.MemorySendChannel[Message | Presence], tuple[Callable[[], None], bool]
@@ -175,6 +181,12 @@ class Runtime:
                     self._spawn(self._register, record)
                 case UnregisterCoordinator(term):
                     self._spawn(self._unregister, term)
+                case Dial(peer, address):
+                    self._wanted[peer] = address
+                case Undial(peer):
+                    self._wanted.pop(peer, None)
+                case Log(level, event, fields):
+                    getattr(self._log, level)(event, **fields)
         if self.node.ready:
             self._joined.set()
             if self._out.is_set():
@@ -207,7 +219,7 @@ class Runtime:
     def _forget_departed(self) -> None:
         """Keep ``last_delivered`` to about the members (membership just changed)."""
         if len(self.last_delivered) > 2 * MAX_MEMBERS:
-            members = self.node.members
+            members = {m.node_id for m in self.node.snapshot().members}
             self.last_delivered = {n: t for n, t in self.last_delivered.items() if n in members}
 
     def _publish(self, item: Message | Presence) -> None:
@@ -254,7 +266,8 @@ class Runtime:
 
     @property
     def log(self) -> Any:
-        return self.node.log
+        """The shell's logger with the core's current term bound."""
+        return self._log.bind(term=self.node.term)
 
     def now(self) -> float:
         return trio.current_time()
@@ -329,14 +342,10 @@ class Runtime:
 
         def on_bad_frame(reason: str) -> None:
             # Logged once per peer and interval, then summed up (chatd.core.abuse).
-            self.node.refusals.note(
-                self.log,
+            self.feed(
                 "frame.malformed",
-                peer,
-                "frame",
-                "undecodable",
-                self.now(),
-                detail=reason[:200],
+                lambda: self.node.frame_malformed(peer, reason, self.now()),
+                peer=peer,
             )
 
         reason = "cancelled"
@@ -355,7 +364,7 @@ class Runtime:
             self.log.info("peer.closed", peer=peer, reason=reason)
 
     def _reconcile_dials(self) -> None:
-        wanted = self.node.dials()
+        wanted = self._wanted
         for peer, address in wanted.items():
             if peer not in self.links and peer not in self._dialers:
                 scope = trio.CancelScope()
@@ -383,8 +392,9 @@ class Runtime:
                     )
                 await trio.sleep(backoff * (0.5 + self.rng.random()))
                 backoff = min(backoff * 2, self.config.dial_backoff_max)
-                if peer not in self.node.dials():
+                if peer not in self._wanted:
                     break
+                address = self._wanted[peer]
         if self._dialers.get(peer) is scope:
             del self._dialers[peer]
 
@@ -405,7 +415,7 @@ class Runtime:
             with trio.move_on_after(self.config.join_timeout):
                 await self._joined.wait()
             if not self.node.ready:
-                self.log.warning("join.lost", coordinator=self.node.coordinator)
+                self.log.warning("join.lost", coordinator=self.node.snapshot().coordinator)
 
     async def _join(self) -> None:
         """Ask the director where to go until this node is in a discussion."""

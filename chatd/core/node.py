@@ -44,6 +44,9 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec
+
 import attrs
 
 from chat import identity
@@ -70,38 +73,104 @@ from chatd.core.coordination import Coordination
 from chatd.core.effects import (
     Announce,
     Deliver,
+    Dial,
     Disconnect,
     Effect,
+    Log,
     NodeError,
     RegisterCoordinator,
     Role,
     Send,
+    Undial,
     UnregisterCoordinator,
 )
 from chatd.core.election import Phase
 from chatd.core.messaging import Messaging, chunk_messages
 from chatd.core.overlay import assign
+from chatd.core.snapshot import Snapshot
 
 __all__ = [
     "Announce",
     "Deliver",
+    "Dial",
     "Disconnect",
     "Effect",
+    "Log",
     "Node",
     "NodeError",
     "RegisterCoordinator",
     "Role",
     "Send",
+    "Snapshot",
+    "Undial",
     "UnregisterCoordinator",
     "chunk_messages",
 ]
 
 
+P = ParamSpec("P")
+Event = Callable[Concatenate["Node", P], list[Effect]]
+
+
+def _event(method: Event[P]) -> Event[P]:
+    """An event method: its effects, then the log lines it recorded and the dial changes."""
+
+    def handle(self: Node, /, *args: P.args, **kwargs: P.kwargs) -> list[Effect]:
+        return self._finish(method(self, *args, **kwargs))
+
+    handle.__doc__ = method.__doc__
+    return handle
+
+
 class Node(Messaging, Coordination):
     """A chat node's whole protocol, sans I/O: see the rules above."""
 
+    def _finish(self, effects: list[Effect]) -> list[Effect]:
+        effects.extend(self.log.drain())
+        wanted = self.dials()
+        for peer in sorted(self._dialing.keys() - wanted.keys()):
+            del self._dialing[peer]
+            effects.append(Undial(peer))
+        for peer, address in sorted(wanted.items()):
+            if self._dialing.get(peer) != address:
+                self._dialing[peer] = address
+                effects.append(Dial(peer, address))
+        return effects
+
+    # Reading ---------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """What status and who show."""
+        return Snapshot(
+            node_id=self.node_id,
+            name=self.me.name,
+            address=self.me.address,
+            public_address=self.me.public_address,
+            role=self.role,
+            coordinator=self.coordinator,
+            term=self.term,
+            ready=self.ready,
+            has_joined=self.has_joined,
+            members=tuple(sorted(self.members.values(), key=lambda m: m.node_id)),
+            neighbours=tuple(self.neighbours()),
+            peers=dict(self.peers),
+            last_heard=dict(self.last_heard),
+            vector_clock=self.delivered_clock(),
+            messages=len(self.history),
+            counters=dict(self.counters),
+        )
+
+    def recent(self, n: int) -> list[Message]:
+        """The last ``n`` messages delivered, in delivery order."""
+        return self.history.last(n)
+
+    def messages(self) -> list[Message]:
+        """The whole history, in delivery order."""
+        return list(self.history)
+
     # Lifecycle events ------------------------------------------------------------------
 
+    @_event
     def start_discussion(self, term: int, now: float) -> list[Effect]:
         """The director said nobody is here: become the coordinator of a new discussion."""
         self.role = Role.COORDINATOR
@@ -118,6 +187,7 @@ class Node(Messaging, Coordination):
         self._next_register = now + self.config.director_interval
         return [*self._observe(), RegisterCoordinator(self.coordinator_record())]
 
+    @_event
     def join(self, coordinator: CoordinatorRecord, now: float) -> list[Effect]:
         """The director named the coordinator: dial it (the shell does) and ask to join (on
         the link's ``peer_connected``, or now if the link is up already)."""
@@ -136,6 +206,7 @@ class Node(Messaging, Coordination):
             return [Send(peer, Join(self.delivered_clock()))]
         return []
 
+    @_event
     def leave(self, now: float) -> list[Effect]:
         """Leave for good: hand the coordinator role over, tell every linked peer."""
         effects: list[Effect] = []
@@ -159,6 +230,7 @@ class Node(Messaging, Coordination):
         self.log.info("node.leaving", peers=len(self.peers))
         return effects
 
+    @_event
     def tick(self, now: float) -> list[Effect]:
         """Timers: heartbeats with the anti-entropy digest; the director registration."""
         effects: list[Effect] = []
@@ -208,6 +280,7 @@ class Node(Messaging, Coordination):
             effects.append(RegisterCoordinator(self.coordinator_record()))
         return effects
 
+    @_event
     def director_refused(self, current: CoordinatorRecord, now: float) -> list[Effect]:
         """The director holds another coordinator: yield to it, or outrank it."""
         if current.node_id == self.node_id or self.role is not Role.COORDINATOR:
@@ -257,8 +330,9 @@ class Node(Messaging, Coordination):
         message = self.identity.sign(self.me.name, timestamp, text, clock)
         effects = self._accept(message, source=None)
         self.log.info("message.sent", id=message.id, length=size)
-        return message, effects
+        return message, self._finish(effects)
 
+    @_event
     def rename(self, name: str, now: float) -> list[Effect]:
         """Take ``name`` from now on (new messages are signed with it); the coordinator
         renames itself in the membership, a member asks the coordinator (and asks again
@@ -285,6 +359,7 @@ class Node(Messaging, Coordination):
 
     # Peer events -----------------------------------------------------------------------
 
+    @_event
     def peer_connected(self, hello: Hello, now: float) -> list[Effect]:
         """A peer finished the handshake (its identity and secret are proven)."""
         peer = hello.node_id
@@ -318,12 +393,23 @@ class Node(Messaging, Coordination):
         )
         return effects
 
+    @_event
     def peer_disconnected(self, peer: str, now: float) -> list[Effect]:
         if self.peers.pop(peer, None) is not None:
             self.log.info("peer.disconnected", peer=peer)
         self._last_request.pop(peer, None)
         return []
 
+    @_event
+    def frame_malformed(self, peer: str, reason: str, now: float) -> list[Effect]:
+        """A peer's frame that does not decode: logged once per interval, then summed."""
+        self.counters["frames.malformed"] += 1
+        self.refusals.note(
+            self.log, "frame.malformed", peer, "frame", "undecodable", now, detail=reason[:200]
+        )
+        return []
+
+    @_event
     def frame_received(self, peer: str, frame: Frame, now: float) -> list[Effect]:
         """A frame from an authenticated peer. Refusals are logged and change nothing."""
         self.last_heard[peer] = now

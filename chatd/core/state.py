@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
-from typing import Any
 
 from chat.identity import Identity
 from chat.wire import (
@@ -24,6 +22,7 @@ from chatd.core.effects import Announce, Disconnect, Effect, Role
 from chatd.core.election import Candidacy, Phase, Rank
 from chatd.core.history import History
 from chatd.core.presence import Roster
+from chatd.core.recorder import Recorder
 
 
 class NodeState:
@@ -32,14 +31,12 @@ class NodeState:
         me: MemberRecord,
         ident: Identity,
         config: Config,
-        rng: random.Random,
-        log: Any,
     ) -> None:
         self.me = me
         self.identity = ident
         self.config = config
-        self.rng = rng
-        self._log = log
+        self._log = Recorder(lambda: self.term)
+        self._dialing: dict[str, str] = {}  # what the shell was asked to dial (Dial effects)
         self.role = Role.JOINING
         self.term = 0
         self.coordinator: str | None = None
@@ -94,9 +91,9 @@ class NodeState:
         self._next_rename_assert = 0.0
 
     @property
-    def log(self) -> Any:
-        """The node's logger with the current term bound."""
-        return self._log.bind(term=self.term)
+    def log(self) -> Recorder:
+        """Where the node records its log lines (returned as ``Log`` effects)."""
+        return self._log
 
     # Queries ---------------------------------------------------------------------------
 

@@ -55,15 +55,15 @@ class RuntimeNode:
         return self.runtime.node.node_id
 
     def members(self) -> list[tuple[str, str]]:
-        node = self.runtime.node
+        node = self.runtime.node.snapshot()
         # This node by the name it has now: a member's rename shows in the membership only
         # once the coordinator has taken it, and the client should see its NICK at once.
-        names = {m.node_id: m.name for m in node.members.values()}
-        names[node.node_id] = node.me.name
+        names = {m.node_id: m.name for m in node.members}
+        names[node.node_id] = node.name
         return list(display_names(names.items()).items())
 
     def history(self) -> list[Message]:
-        return list(self.runtime.node.history)
+        return self.runtime.node.messages()
 
     def send(self, text: str) -> Message:
         if self.runtime.node.role is Role.LEAVING:

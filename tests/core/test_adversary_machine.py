@@ -128,7 +128,7 @@ class AdversaryMachine(RuleBasedStateMachine):
             wanted = [
                 (node, mesh.nodes[peer])
                 for node in list(mesh.nodes.values())
-                for peer in sorted(node.dials())
+                for peer in sorted(mesh.wanted[node.node_id])
                 if peer in mesh.nodes
                 and frozenset((node.node_id, peer)) not in mesh.links
                 and peer not in node.banned

@@ -83,8 +83,11 @@ def refuse(
 ) -> dict[str, Any]:
     """``node`` refuses ``frame``: state unchanged, one warning, and only ``answer`` sent."""
     node.refusals.flush(node.log, node.refusals.next_flush)  # repeats are logged again
+    mesh.plain(node, list(node.log.drain()))
     before, seen = state(node), len(mesh.logged(node, event))
-    assert node.frame_received(sender.node_id, frame, mesh.now) == list(answer or [])
+    assert mesh.plain(node, node.frame_received(sender.node_id, frame, mesh.now)) == list(
+        answer or []
+    )
     assert state(node) == before
     (logged,) = mesh.logged(node, event)[seen:]
     assert logged["level"] == "warning"
@@ -220,7 +223,7 @@ def test_a_valid_relay_of_another_origins_message_is_accepted(
 ) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
     message = signed(mesh, alice)
-    effects = bob.frame_received(carol.node_id, message, mesh.now)
+    effects = mesh.plain(bob, bob.frame_received(carol.node_id, message, mesh.now))
     assert [e.message.id for e in effects if isinstance(e, Deliver)] == [message.id]
     # Relayed once, to the neighbours except where it came from and its origin.
     assert [e.peer for e in effects if isinstance(e, Send)] == []
@@ -250,7 +253,7 @@ def test_a_tampered_message_is_refused_and_the_genuine_one_still_taken(
         [Disconnect(alice.node_id, "sent an invalid message: signature does not match node-id")],
     )
     # The refusal did not mark the id as seen: the genuine copy is not lost.
-    bob.frame_received(alice.node_id, genuine, mesh.now)
+    mesh.plain(bob, bob.frame_received(alice.node_id, genuine, mesh.now))
     assert bob.history.last(1) == [genuine]
 
 
@@ -332,7 +335,7 @@ def test_a_reused_sequence_number_cannot_replace_the_delivered_message(
     assert original.message != reused.message
     # Both validly signed by alice: an equivocation. Every node keeps the lower signature,
     # the proof (both versions) goes to every other peer, and alice is banned.
-    effects = bob.frame_received(carol.node_id, reused, mesh.now)
+    effects = mesh.plain(bob, bob.frame_received(carol.node_id, reused, mesh.now))
     kept = min(original, reused, key=lambda m: m.signature)
     assert [m for m in bob.history if m.id == reused.id] == [kept]
     proof = [e for e in effects if isinstance(e, Send)]
@@ -350,7 +353,7 @@ def test_a_duplicate_message_is_delivered_once(trio_of_nodes: tuple[Mesh, list[N
     assert sum(f.id == sent for f in copies) == 1
     (message,) = [m for m in carol.history if m.id == sent]
     before = state(carol)
-    assert carol.frame_received(bob.node_id, message, mesh.now) == []
+    assert mesh.plain(carol, carol.frame_received(bob.node_id, message, mesh.now)) == []
     assert state(carol) == before
     for node in (alice, bob, carol):
         assert mesh.delivered[node.node_id].count(sent) == 1
@@ -407,7 +410,7 @@ def test_update_coordinator_with_a_stale_term_or_wrong_sender_is_refused(
         answer: list[Effect] = [Send(carol.node_id, current)]
         refuse(mesh, bob, carol, rival, "frame.refused", "lower coordinator", answer)
     else:
-        bob.frame_received(carol.node_id, rival, mesh.now)
+        mesh.plain(bob, bob.frame_received(carol.node_id, rival, mesh.now))
         assert (bob.coordinator, bob.term) == (carol.node_id, current.term)
 
 
@@ -436,8 +439,10 @@ def test_handshake_frames_after_the_handshake_are_refused(
 
 def test_traffic_still_flows_after_refusals(trio_of_nodes: tuple[Mesh, list[Node]]) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
-    bob.frame_received(carol.node_id, Join(), mesh.now)
-    bob.frame_received(carol.node_id, evolve(signed(mesh, alice), message="x"), mesh.now)
+    mesh.plain(bob, bob.frame_received(carol.node_id, Join(), mesh.now))
+    mesh.plain(
+        bob, bob.frame_received(carol.node_id, evolve(signed(mesh, alice), message="x"), mesh.now)
+    )
     sent = [mesh.send(node, "after") for node in (alice, bob, carol)]
     for node in (alice, bob, carol):
         assert mesh.delivered[node.node_id][-3:] == sent
@@ -600,7 +605,7 @@ def test_a_member_leaving_is_removed_by_the_coordinator() -> None:
 def test_the_last_node_leaving_unregisters_the_coordinator() -> None:
     mesh = Mesh()
     (alone,) = group(mesh, 0, term=2)
-    assert alone.leave(mesh.now) == [UnregisterCoordinator(term=2)]
+    assert mesh.plain(alone, alone.leave(mesh.now)) == [UnregisterCoordinator(term=2)]
     assert alone.role is Role.LEAVING
 
 
@@ -644,13 +649,13 @@ def test_flood_control_at_the_sender_and_at_every_receiver() -> None:
         )
         for i in range(30)
     ]
-    taken = [bob.frame_received(alice.node_id, m, mesh.now) for m in flood]
+    taken = [mesh.plain(bob, bob.frame_received(alice.node_id, m, mesh.now)) for m in flood]
     delivered = [e for effects in taken for e in effects if isinstance(e, Deliver)]
     # bob allows alice 2 x 5 at once and 2 a second: 10 - 5 (the burst) + 2 (a second) - 1.
     assert len(delivered) == 6
     assert bob.counters["messages.flood_dropped"] == 30 - len(delivered)
     assert len(mesh.logged(bob, "message.dropped")) == 1  # once, then a count
-    bob.tick(mesh.now + limited.refusal_log_interval)
+    mesh.plain(bob, bob.tick(mesh.now + limited.refusal_log_interval))
     (summary,) = [e for e in mesh.logged(bob, "message.dropped") if e.get("repeated")]
     assert summary["count"] == 30 - len(delivered) - 1
 
@@ -662,7 +667,7 @@ def test_keys_minted_to_fill_the_vector_clock_are_stopped_before_the_wire_bound(
     minted = [Identity.generate(i.to_bytes(32, "big")) for i in range(1, 801)]
     for key in minted:
         message = key.sign("mint", TIMESTAMP, "x", {key.node_id: 1})
-        bob.frame_received(carol.node_id, message, mesh.now)
+        mesh.plain(bob, bob.frame_received(carol.node_id, message, mesh.now))
     assert len(bob.delivered_clock()) == MAX_CLOCK_ENTRIES - MAX_MEMBERS
     assert bob.counters["messages.deferred"] == 800 - (MAX_CLOCK_ENTRIES - MAX_MEMBERS)
     # Heartbeats and its own messages still fit the wire, and members still get through.

@@ -168,12 +168,12 @@ def test_an_invalid_or_too_frequent_rename_is_refused_with_a_reason() -> None:
     mesh = Mesh()
     alice, bob, _carol = group(mesh, 0, 0, 0)
     with pytest.raises(NodeError, match="cannot contain a format character") as bad:
-        bob.rename("b\u202eob", mesh.now)
+        mesh.plain(bob, bob.rename("b\u202eob", mesh.now))
     assert bad.value.code == "bad-request"
     for i in range(bob.config.rename_burst):
         mesh.route(bob, bob.rename(f"bob{i}", mesh.now))
     with pytest.raises(NodeError) as limited:
-        bob.rename("once-more", mesh.now)
+        mesh.plain(bob, bob.rename("once-more", mesh.now))
     assert limited.value.code == "rate-limited"
     assert names(alice)[bob.node_id] == f"bob{bob.config.rename_burst - 1}"
 
@@ -183,7 +183,7 @@ def test_the_coordinator_limits_renames_per_member() -> None:
     alice, bob, _carol = group(mesh, 0, 0, 0)
     burst = alice.config.rename_burst
     for i in range(burst + 2):  # a member that ignores its own limit (answers not carried)
-        alice.frame_received(bob.node_id, Rename(f"b{i}"), mesh.now)
+        mesh.plain(alice, alice.frame_received(bob.node_id, Rename(f"b{i}"), mesh.now))
     assert names(alice)[bob.node_id] == f"b{burst - 1}"
     refused = [e for e in mesh.logged(alice, "frame.refused") if e["type"] == "rename"]
     assert refused and refused[0]["reason"] == "renames too often"
