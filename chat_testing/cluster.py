@@ -91,7 +91,7 @@ class ClusterNode:
 
     @property
     def history_ids(self) -> list[str]:
-        return [m.id for m in self.node.history]
+        return [m.id for m in self.node.messages()]
 
 
 class Cluster:

@@ -1,11 +1,14 @@
-"""Log lines as data: the core records them here and returns them as ``Log`` effects.
+"""What the node reports about itself: log lines as data, and running totals.
 
-The core never logs itself (it is pure); the shell writes the lines. Each line carries the
-term current when it was recorded.
+The core never logs (it is pure): it records lines here and the node returns them as
+``Log`` effects for the shell to write. Each line carries the term current when it was
+recorded. The totals are cheap counters for ``status`` and benchmarks (no per-message log
+lines).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 from chatd.core.effects import Log
@@ -15,9 +18,10 @@ class Recorder:
     def __init__(self, term: Callable[[], int]) -> None:
         self._term = term
         self._lines: list[Log] = []
+        self.counters: Counter[str] = Counter()
 
     def _record(self, level: str, event: str, fields: dict[str, object]) -> None:
-        self._lines.append(Log(level, event, {**fields, "term": self._term()}))
+        self._lines.append(Log(level, event, {"term": self._term(), **fields}))
 
     def debug(self, event: str, **fields: object) -> None:
         self._record("debug", event, fields)

@@ -93,7 +93,7 @@ class Mesh:
 
     def join(self, node: Node, coordinator: Node) -> None:
         """The director pointed ``node`` at ``coordinator``: dial and settle."""
-        self.route(node, node.join(coordinator.coordinator_record(), self.now))
+        self.route(node, node.join(coordinator.election.record(), self.now))
         self.settle()
 
     def connect(self, a: Node, b: Node) -> None:

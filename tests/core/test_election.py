@@ -30,9 +30,9 @@ def test_a_silent_coordinator_is_replaced_by_the_highest_survivor() -> None:
     crash(mesh, alice)
     run(mesh, 1.5)
     for node in (bob, carol, dave):
-        assert node.coordinator == carol.node_id
+        assert node.standing.coordinator == carol.node_id
         assert node.term == carol.term > 1
-        assert alice.node_id not in node.members
+        assert alice.node_id not in node.membership.members
     assert carol.role is Role.COORDINATOR
     assert [n.role for n in (bob, dave)] == [Role.MEMBER, Role.MEMBER]
     assert mesh.logged(bob, "coordinator.suspected") or mesh.logged(dave, "coordinator.suspected")
@@ -53,7 +53,7 @@ def test_a_lower_candidate_is_outvoted_and_the_higher_node_takes_over() -> None:
         carol, carol.frame_received(bob.node_id, Election(bob.node_id, 2), mesh.now)
     )
     assert Send(bob.node_id, Vote(True, 2, carol.node_id)) in answer
-    assert carol.candidacy is not None  # carol stands herself, bully style
+    assert carol.election.candidacy is not None  # carol stands herself, bully style
 
 
 def test_election_and_vote_from_a_non_member_are_refused() -> None:
@@ -74,7 +74,7 @@ def test_election_and_vote_from_a_non_member_are_refused() -> None:
         )
         == []
     )
-    assert bob.term == term and bob.candidacy is None
+    assert bob.term == term and bob.election.candidacy is None
     reasons = [e["reason"] for e in mesh.logged(bob, "frame.refused")]
     assert reasons.count("not a member") == 2
 
@@ -112,11 +112,11 @@ def test_a_coordinator_fenced_with_a_lower_nodes_newer_claim_takes_a_term_above_
     mesh.route(carol, carol.frame_received(bob.node_id, claim, mesh.now))
     # carol outranks bob: she does not follow him even for a moment; she stands above term
     # 7 and, asking alice (higher), is answered by alice reasserting above it.
-    assert carol.coordinator == alice.node_id and carol.term == alice.term
+    assert carol.standing.coordinator == alice.node_id and carol.term == alice.term
     assert alice.role is Role.COORDINATOR and alice.term > 7
     assert not mesh.logged(carol, "coordinator.deposed")
     # bob, a lower member that claimed, follows alice's newer term.
-    assert (bob.coordinator, bob.term) == (alice.node_id, alice.term)
+    assert (bob.standing.coordinator, bob.term) == (alice.node_id, alice.term)
 
 
 def test_a_node_that_was_paused_suspects_nobody_for_its_own_silence() -> None:
@@ -126,4 +126,4 @@ def test_a_node_that_was_paused_suspects_nobody_for_its_own_silence() -> None:
     mesh.plain(bob, bob.tick(mesh.now + 5.0))  # bob's first look after a five-second stop
     assert mesh.logged(bob, "node.paused")
     assert not mesh.logged(bob, "coordinator.suspected")
-    assert bob.candidacy is None and bob.coordinator == alice.node_id
+    assert bob.election.candidacy is None and bob.standing.coordinator == alice.node_id

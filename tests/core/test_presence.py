@@ -72,7 +72,7 @@ def test_joins_are_announced_to_those_already_there() -> None:
     assert seen(mesh, bob) == [("joined", "carol", None)]
     assert seen(mesh, carol) == []  # its own join is the baseline
     for node in (alice, bob, carol):
-        assert node.departed == {}
+        assert node.membership.departed == {}
 
 
 def test_a_clean_leave_is_left_everywhere_and_the_reason_is_on_the_wire() -> None:
@@ -140,7 +140,7 @@ def test_a_coordinator_hand_over_is_left_then_coordinator() -> None:
 
 
 def names(node: Node) -> dict[str, str]:
-    return {m: r.name for m, r in node.members.items()}
+    return {m: r.name for m, r in node.membership.members.items()}
 
 
 def test_a_member_renames_through_the_coordinator_and_everyone_sees_it() -> None:
@@ -153,7 +153,7 @@ def test_a_member_renames_through_the_coordinator_and_everyone_sees_it() -> None
         assert seen(mesh, node)[-1] == ("renamed", "bee", "bob")
     message, _effects = bob.send_text("hi", "2024-01-01T00:00:00Z", mesh.now)
     assert message.name == "bee"
-    assert alice.peers[bob.node_id].name == "bee"  # a later join of bob keeps it
+    assert alice.links.peers[bob.node_id].name == "bee"  # a later join of bob keeps it
 
 
 def test_the_coordinator_renames_itself_directly() -> None:
