@@ -27,6 +27,8 @@ from attrs import evolve
 
 from chat_testing.cluster import Cluster, ClusterNode, open_cluster
 from chatd.config import TEST
+from chatd.core.effects import Role
+from chatd.core.snapshot import Snapshot
 
 SIZES = (5, 10, 20, 40)
 QUICK_SIZES = (5, 10)
@@ -76,7 +78,17 @@ def hop_stats(graph: Mapping[str, list[str] | set[str]], source: str) -> tuple[i
 
 
 def counter_sum(members: list[ClusterNode], name: str) -> int:
-    return sum(m.node.counters[name] for m in members)
+    return sum(m.node.snapshot().counters.get(name, 0) for m in members)
+
+
+def linked_as_wanted(snap: Snapshot) -> bool:
+    """Linked to every peer it wants: all members for the coordinator, else its overlay
+    neighbours and the coordinator."""
+    if snap.role is Role.COORDINATOR:
+        wanted = {m.node_id for m in snap.members}
+    else:
+        wanted = {*snap.neighbours, snap.coordinator or snap.node_id}
+    return wanted - {snap.node_id} <= set(snap.peers)
 
 
 async def settle(cluster: Cluster, members: list[ClusterNode], within: float = 120.0) -> None:
@@ -85,7 +97,8 @@ async def settle(cluster: Cluster, members: list[ClusterNode], within: float = 1
     await cluster.wait_joined(*members)
     await cluster.wait_until(
         lambda: all(
-            len(m.node.members) == n and m.node.wanted_peers() <= set(m.node.peers) for m in members
+            len((snap := m.node.snapshot()).members) == n and linked_as_wanted(snap)
+            for m in members
         ),
         "membership and links settled",
         within,
@@ -100,7 +113,7 @@ async def measure(n: int, full_mesh: bool, k: int) -> dict[str, Any]:
         sender = members[n // 2]  # not the coordinator (the first node)
         relayed0 = counter_sum(members, "messages.relayed")
         dup0 = counter_sum(members, "messages.duplicate")
-        before = [len(m.node.history) for m in members]
+        before = [m.node.snapshot().messages for m in members]
         # Idle cost (heartbeats) per virtual second, to subtract from the broadcast window.
         idle0 = time.process_time()
         await trio.sleep(IDLE_WINDOW)
@@ -110,7 +123,9 @@ async def measure(n: int, full_mesh: bool, k: int) -> dict[str, Any]:
         for i in range(k):
             sender.runtime.send_text(f"s3 broadcast {i} " + "x" * 150)
         await cluster.wait_until(
-            lambda: all(len(m.node.history) - b == k for m, b in zip(members, before, strict=True)),
+            lambda: all(
+                m.node.snapshot().messages - b == k for m, b in zip(members, before, strict=True)
+            ),
             "every broadcast delivered everywhere",
         )
         cpu = time.process_time() - cpu0
@@ -118,10 +133,12 @@ async def measure(n: int, full_mesh: bool, k: int) -> dict[str, Any]:
         relayed = counter_sum(members, "messages.relayed") - relayed0
         duplicates = counter_sum(members, "messages.duplicate") - dup0
         node = sender.node
-        links = [len(m.node.peers) for m in members]
-        ov_max, ov_mean, _ = hop_stats(node.overlay, node.node_id)
-        eff_max, eff_mean, _ = hop_stats(relay_graph(node.overlay, node.coordinator), node.node_id)
-    degrees = [len(p) for p in node.overlay.values()]
+        links = [len(m.node.snapshot().peers) for m in members]
+        ov_max, ov_mean, _ = hop_stats(node.membership.overlay, node.node_id)
+        eff_max, eff_mean, _ = hop_stats(
+            relay_graph(node.membership.overlay, node.snapshot().coordinator), node.node_id
+        )
+    degrees = [len(p) for p in node.membership.overlay.values()]
     return {
         "n": n,
         "mode": "full-mesh" if full_mesh else "overlay",
@@ -173,9 +190,9 @@ def run(quick: bool) -> dict[str, Any]:
             "counters['messages.relayed'] (every frame carrying the message, the origin's own "
             "sends included) and ['messages.duplicate'], / K; every frame is either a first "
             "delivery or a suppressed duplicate, so duplicates = relayed - (N - 1). A node "
-            "skips the peers its source already sent to (Node._already_sent_by), so in a "
+            "skips the peers its source already sent to (Replica._already_sent_by), so in a "
             "full mesh only the origin sends.",
-            "hops_*: BFS from the sender over the overlay graph (node.overlay); "
+            "hops_*: BFS from the sender over the overlay graph (node.membership.overlay); "
             "*_with_coordinator also counts the relay every member sends to the coordinator "
             "(the coordinator itself relays only to its overlay neighbours).",
             "For N <= 6 the default overlay is the full mesh, so only the full-mesh row is run.",

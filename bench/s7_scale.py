@@ -40,7 +40,7 @@ def flood(overlay: Mapping[str, list[str]], coordinator: str, sender: str) -> tu
     Targets: overlay neighbours, plus the coordinator for everyone but the coordinator.
     The sender sends to all its targets; every other node, on its first copy, relays to
     its targets except the origin and those the peer it came from sent to by the same
-    rule (that peer, its overlay neighbours and the coordinator: ``Node._already_sent_by``).
+    rule (that peer, its overlay neighbours and the coordinator: ``Replica._already_sent_by``).
     """
     targets = relay_graph(overlay, coordinator)
     depth = {sender: 0}
@@ -118,7 +118,7 @@ async def live(n: int) -> dict[str, Any]:
         await settle(cluster, members, within=600)
         join_wall = time.monotonic() - wall0
         sender = members[n // 2]
-        overlay, coordinator = sender.node.overlay, sender.node.coordinator
+        overlay, coordinator = sender.node.membership.overlay, sender.node.snapshot().coordinator
         assert coordinator is not None
         cluster.network.route = lambda source, destination: (1, HOP_DELAY)
         relayed0 = counter_sum(members, "messages.relayed")
@@ -211,7 +211,7 @@ def run(quick: bool) -> dict[str, Any]:
         "run); relayed_per_broadcast simulates the relay rule in lock-step rounds "
         "(sender to all its targets; every other node, on its first copy, to its targets "
         "except the origin and those the peer it came from already sent to by the same "
-        "rule, as Node._already_sent_by; targets = overlay neighbours, plus the "
+        "rule, as Replica._already_sent_by; targets = overlay neighbours, plus the "
         "coordinator for everyone but the coordinator). The live rows check the model.",
         "degree_*: overlay neighbours (the coordinator additionally links to every "
         "member); diameter: over the overlay alone; rounds: BFS eccentricity of the "

@@ -91,7 +91,7 @@ class ClusterNode:
 
     @property
     def history_ids(self) -> list[str]:
-        return [m.id for m in self.node.history]
+        return [m.id for m in self.node.messages()]
 
 
 class Cluster:
@@ -117,7 +117,7 @@ class Cluster:
         me = MemberRecord(ident.node_id, name, address, address, priority)
         rng = random.Random(self.rng.random())
         log = structlog.get_logger("chat").bind(**{"node-id": ident.node_id, "name": name})
-        node = Node(me, ident, self.config, rng, log)
+        node = Node(me, ident, self.config)
         transport = self.network.transport(address, self.config.max_frame_bytes)
         runtime = Runtime(
             node,
@@ -127,6 +127,7 @@ class Cluster:
             Keyring.of(key) if (key := secret or self.secret) is not None else None,
             self.config,
             rng,
+            log,
         )
         member = ClusterNode(runtime, trio.CancelScope())
         self.nodes.append(member)

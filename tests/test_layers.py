@@ -57,9 +57,6 @@ FIRST_PARTY = TOP
 # This list may only shrink: an entry that no longer matches an import fails the test.
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
-        # The node is given a random.Random (the annotation imports the module) that it
-        # stores and never uses: goes with the core's rewrite (issue 10).
-        ("chatd.core.state", "random"),
         # bench starts processes with the e2e harness (issue 10: one harness for real
         # processes in chat_testing, used by tests, bench and the demo).
         ("bench.chat", "tests.e2e.harness"),

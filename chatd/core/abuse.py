@@ -10,9 +10,10 @@ the link is closed.
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Any
 
 from attrs import define, field
+
+from chatd.core.recorder import Recorder
 
 
 @define
@@ -48,7 +49,14 @@ class Refusals:
         self._strikes: dict[str, deque[float]] = {}
 
     def note(
-        self, log: Any, event: str, peer: str, kind: str, reason: str, now: float, **extra: Any
+        self,
+        log: Recorder,
+        event: str,
+        peer: str,
+        kind: str,
+        reason: str,
+        now: float,
+        **extra: object,
     ) -> None:
         """Log a refusal, or count it if this one was logged within the interval."""
         key = (event, peer, kind, reason)
@@ -72,7 +80,7 @@ class Refusals:
     def forget(self, peer: str) -> None:
         self._strikes.pop(peer, None)
 
-    def flush(self, log: Any, now: float) -> None:
+    def flush(self, log: Recorder, now: float) -> None:
         """Once per interval: one summary line per refusal that repeated."""
         if now < self.next_flush:
             return

@@ -54,6 +54,32 @@ class Disconnect:
 
 
 @frozen
+class Dial:
+    """Keep a link to ``peer`` at ``address`` (dial with backoff, reconnect after it closes)
+    until ``Undial``: emitted when the core starts wanting it or the address changes."""
+
+    peer: str
+    address: str
+
+
+@frozen
+class Undial:
+    """Stop dialing ``peer``; a link that is up stays up (only ``Disconnect`` closes one)."""
+
+    peer: str
+
+
+@frozen
+class Log:
+    """A log line for the shell to write: ``level`` is debug, info, warning or error;
+    ``fields`` never hold message text (the core adds ``term``)."""
+
+    level: str
+    event: str
+    fields: dict[str, object]
+
+
+@frozen
 class RegisterCoordinator:
     record: CoordinatorRecord
 
@@ -63,4 +89,14 @@ class UnregisterCoordinator:
     term: int
 
 
-Effect = Send | Deliver | Announce | Disconnect | RegisterCoordinator | UnregisterCoordinator
+Effect = (
+    Send
+    | Deliver
+    | Announce
+    | Disconnect
+    | Dial
+    | Undial
+    | RegisterCoordinator
+    | UnregisterCoordinator
+    | Log
+)

@@ -16,7 +16,7 @@ def histories_equal(members: list[ClusterNode], count: int) -> bool:
 def assert_causal(member: ClusterNode) -> None:
     """Canonical history never puts a message before one its clock depends on."""
     seen: dict[str, int] = {}
-    for message in member.node.history:
+    for message in member.node.replica.history:
         for origin, count in message.vector_clock.items():
             if origin != message.node_id:
                 assert seen.get(origin, 0) >= count, "a dependency is missing or later"
@@ -28,7 +28,8 @@ async def start(cluster: Cluster, names: list[str]) -> list[ClusterNode]:
     members = [await cluster.add(name) for name in names]
     await cluster.wait_joined(*members)
     await cluster.wait_until(
-        lambda: all(len(m.node.members) == len(members) for m in members), "membership converged"
+        lambda: all(len(m.node.membership.members) == len(members) for m in members),
+        "membership converged",
     )
     return members
 
@@ -40,7 +41,7 @@ async def test_three_nodes_one_coordinator_and_every_message_everywhere(
         members = await start(cluster, ["alice", "bob", "carol"])
         roles = sorted(m.node.role.value for m in members)
         assert roles == ["coordinator", "member", "member"]
-        assert len({m.node.coordinator for m in members}) == 1
+        assert len({m.node.standing.coordinator for m in members}) == 1
         for round_ in range(5):
             for member in members:
                 member.runtime.send_text(f"round {round_} from {member.node.me.name}")
@@ -69,9 +70,9 @@ async def test_joins_during_traffic_get_whole_history(
             member.runtime.send_text("hello from a late joiner")
             sent += 1
         await cluster.wait_until(lambda: histories_equal(members, sent), "late joiners' messages")
-        assert len(members[0].node.members) == 11
+        assert len(members[0].node.membership.members) == 11
         # 11 > full_mesh_max: a real overlay, every member with at least two neighbours.
-        assert all(len(m.node.neighbours()) >= 2 for m in members)
+        assert all(len(m.node.membership.neighbours()) >= 2 for m in members)
         for member in members:
             assert_causal(member)
 
@@ -86,7 +87,8 @@ async def test_graceful_leaves_shrink_membership_and_hand_over(
         await cluster.leave(member)
         rest = [m for m in members if m is not member]
         await cluster.wait_until(
-            lambda: all(member.node.node_id not in m.node.members for m in rest), "member gone"
+            lambda: all(member.node.node_id not in m.node.membership.members for m in rest),
+            "member gone",
         )
         term = coordinator.node.term
         await cluster.leave(coordinator)
@@ -94,7 +96,8 @@ async def test_graceful_leaves_shrink_membership_and_hand_over(
         expected = max(survivors, key=lambda m: (m.node.me.priority, m.node.node_id))
         await cluster.wait_until(
             lambda: all(
-                m.node.coordinator == expected.node.node_id and len(m.node.members) == 2
+                m.node.standing.coordinator == expected.node.node_id
+                and len(m.node.membership.members) == 2
                 for m in survivors
             ),
             "survivors agree on the successor",
@@ -124,7 +127,7 @@ async def test_wrong_secret_is_refused(autojump_clock: trio.testing.MockClock) -
         intruder = await cluster.add("mallory", secret=b"not-the-group-secret")
         await trio.sleep(10)
         assert not intruder.node.ready
-        assert len(intruder.node.history) == 0
-        assert all(intruder.node.node_id not in m.node.members for m in members)
+        assert len(intruder.node.replica.history) == 0
+        assert all(intruder.node.node_id not in m.node.membership.members for m in members)
         members[1].runtime.send_text("still private")
         await cluster.wait_until(lambda: histories_equal(members, 2), "members still talk")

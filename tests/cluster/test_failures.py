@@ -78,7 +78,8 @@ async def scenario(
             members.append(await cluster.add(name, priority=(priorities or [0] * 99)[i]))
         await cluster.wait_joined(*members)
         await cluster.wait_until(
-            lambda: all(len(m.node.members) == len(members) for m in members), "all joined"
+            lambda: all(len(m.node.membership.members) == len(members) for m in members),
+            "all joined",
         )
         watch, traffic = Watch(cluster), Traffic(cluster)
         cluster.nursery.start_soon(watch.run)
@@ -95,7 +96,7 @@ async def crash_coordinator_until_an_election_starts(
     cluster.crash(old)
     await cluster.wait_until(
         lambda: (
-            any(m.node.candidacy is not None for m in survivors)
+            any(m.node.election.candidacy is not None for m in survivors)
             or any(m.node.role is Role.COORDINATOR for m in survivors)
         ),
         "an election starts",
@@ -120,9 +121,9 @@ async def converge(
 
     def agreed() -> bool:
         return all(
-            m.node.coordinator == winner.node.node_id
+            m.node.standing.coordinator == winner.node.node_id
             and m.node.term == winner.node.term
-            and set(m.node.members) == {s.node.node_id for s in survivors}
+            and set(m.node.membership.members) == {s.node.node_id for s in survivors}
             for m in survivors
         )
 
@@ -205,7 +206,8 @@ async def test_isolated_coordinator_returns_as_a_member(
         rest = [m for m in members if m is not old]
         await cluster.wait_until(
             lambda: all(
-                m.node.coordinator == highest(rest).node.node_id and m.node.role is not Role.JOINING
+                m.node.standing.coordinator == highest(rest).node.node_id
+                and m.node.role is not Role.JOINING
                 for m in rest
             ),
             "the others elect a new coordinator",

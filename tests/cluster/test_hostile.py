@@ -60,20 +60,20 @@ async def run_deaf_peer_scenario(config: Config, logs: list[MutableMapping[str, 
         cluster.nursery.start_soon(deaf_peer)
         await joined.wait()
         await cluster.wait_until(
-            lambda: deaf.node_id in coordinator.node.members, "the deaf peer is admitted"
+            lambda: deaf.node_id in coordinator.node.membership.members, "the deaf peer is admitted"
         )
         for i in range(200):
             members[i % 3].runtime.send_text(f"traffic {i}")
             await trio.sleep(0.001)
         await cluster.wait_until(lambda: histories_equal(members, 200), "everyone has all 200")
         await cluster.wait_until(
-            lambda: all(deaf.node_id not in m.node.peers for m in members),
+            lambda: all(deaf.node_id not in m.node.links.peers for m in members),
             "the deaf peer is disconnected",
         )
         assert any(
             e["event"] == "peer.closed" and "send queue full" in e.get("reason", "") for e in logs
         )
         await cluster.wait_until(
-            lambda: all(deaf.node_id not in m.node.members for m in members),
+            lambda: all(deaf.node_id not in m.node.membership.members for m in members),
             "the deaf peer is dropped from the membership",
         )

@@ -29,7 +29,8 @@ async def start(cluster: Cluster, names: list[str]) -> list[ClusterNode]:
     members = [await cluster.add(name) for name in names]
     await cluster.wait_joined(*members)
     await cluster.wait_until(
-        lambda: all(len(m.node.members) == len(members) for m in members), "membership converged"
+        lambda: all(len(m.node.membership.members) == len(members) for m in members),
+        "membership converged",
     )
     return members
 
@@ -66,7 +67,8 @@ async def test_a_crashed_coordinator_is_timed_out_and_its_successor_announced(
         bob = await cluster.add("bob", priority=5)
         carol = await cluster.add("carol")
         await cluster.wait_until(
-            lambda: all(len(m.node.members) == 3 for m in (first, bob, carol)), "three members"
+            lambda: all(len(m.node.membership.members) == 3 for m in (first, bob, carol)),
+            "three members",
         )
         watch = Watcher(carol, nursery)
         cluster.crash(first)

@@ -32,7 +32,7 @@ async def test_a_rogue_joins_and_its_valid_message_reaches_everyone(
                 admitted = await link.wait_admitted()
                 assert admitted.coordinator == coordinator.node.node_id
                 await cluster.wait_until(
-                    lambda: all(rogue.node_id in m.node.members for m in members),
+                    lambda: all(rogue.node_id in m.node.membership.members for m in members),
                     "every node lists the rogue",
                 )
                 # A link to every node, as a test sending each node its own version would use.
@@ -47,12 +47,12 @@ async def test_a_rogue_joins_and_its_valid_message_reaches_everyone(
                     )
                     # Heartbeats keep it a member well past failure_timeout.
                     await trio.sleep(3 * cluster.config.failure_timeout)
-                    assert all(rogue.node_id in m.node.members for m in members)
+                    assert all(rogue.node_id in m.node.membership.members for m in members)
                     assert all(not lk.closed.is_set() for lk in links)
                     assert link.frames(Heartbeat)
                     assert link.frames(Nodes)
                 # The rogue never ran an election it could win.
-                assert all(m.node.coordinator == coordinator.node.node_id for m in members)
+                assert all(m.node.standing.coordinator == coordinator.node.node_id for m in members)
 
 
 async def test_a_peer_handing_over_a_forged_message_is_banned(
@@ -73,14 +73,14 @@ async def test_a_peer_handing_over_a_forged_message_is_banned(
             async with rogue.connect(target.node.me.public_address) as link:
                 await link.send_raw(forged_relay(rogue))
                 await link.closed.wait()
-            assert rogue.node_id in target.node.banned
+            assert rogue.node_id in target.node.links.banned
             async with rogue.connect(target.node.me.public_address) as again:
                 await again.closed.wait()  # banned: closed as soon as it is linked
             members[0].runtime.send_text("honest traffic goes on")
             await cluster.wait_until(
                 lambda: all(len(m.history_ids) == 1 for m in members), "everyone has it"
             )
-        assert all(rogue.node_id not in m.node.delivered_clock() for m in members)
+        assert all(rogue.node_id not in m.node.replica.delivered_clock() for m in members)
 
 
 def forged_relay(rogue: Rogue) -> dict[str, object]:
@@ -125,7 +125,7 @@ async def equivocation_scenario(seed: int, names: list[str]) -> None:
                 )
         kept = min(version_a, version_b, key=lambda m: m.signature)
         await cluster.wait_until(
-            lambda: all(m.node.history.get(kept.id) == kept for m in members),
+            lambda: all(m.node.replica.history.get(kept.id) == kept for m in members),
             "every node keeps the lower signature",
         )
         for i, member in enumerate(members):
@@ -133,7 +133,7 @@ async def equivocation_scenario(seed: int, names: list[str]) -> None:
         await cluster.wait_until(
             lambda: histories_equal(members, 1 + len(members)), "identical histories"
         )
-        assert all(rogue.node_id in m.node.banned for m in members)
+        assert all(rogue.node_id in m.node.links.banned for m in members)
 
 
 @pytest.mark.parametrize("seed", range(4))

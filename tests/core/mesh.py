@@ -1,13 +1,13 @@
 """Sans-I/O ``Node`` objects wired together by hand, for the node tests.
 
 ``Mesh`` plays the shell: it carries out effects at once and in order (``Send`` goes through
-the real wire codec into the addressed node's ``frame_received``), dials what ``dials()``
-asks for, and records deliveries, director calls and every frame that crossed a link.
+the real wire codec into the addressed node's ``frame_received``), dials what ``Dial`` asks
+for until ``Undial``, and records deliveries, log lines, director calls and every frame
+that crossed a link.
 """
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -25,44 +25,17 @@ from chatd.config import TEST
 from chatd.core.node import (
     Announce,
     Deliver,
+    Dial,
     Disconnect,
     Effect,
+    Log,
     Node,
     RegisterCoordinator,
     Send,
+    Undial,
     UnregisterCoordinator,
 )
 from chatd.core.presence import Presence
-
-
-class Log:
-    """A stand-in for a structlog logger: ``bind`` adds context, every call is recorded."""
-
-    def __init__(self, events: list[dict[str, Any]], context: dict[str, Any]) -> None:
-        self.events = events
-        self.context = context
-
-    def bind(self, **context: Any) -> Log:
-        return Log(self.events, {**self.context, **context})
-
-    def _record(self, level: str, event: str, **kw: Any) -> None:
-        self.events.append({"event": event, "level": level, **self.context, **kw})
-
-    def debug(self, event: str, **kw: Any) -> None:
-        self._record("debug", event, **kw)
-
-    def info(self, event: str, **kw: Any) -> None:
-        self._record("info", event, **kw)
-
-    def warning(self, event: str, **kw: Any) -> None:
-        self._record("warning", event, **kw)
-
-    def error(self, event: str, **kw: Any) -> None:
-        self._record("error", event, **kw)
-
-    def exception(self, event: str, **kw: Any) -> None:
-        self._record("exception", event, **kw)
-
 
 Drop = Callable[[str, str, Frame], bool]
 
@@ -72,6 +45,7 @@ class Mesh:
         self.nodes: dict[str, Node] = {}
         self.identities: dict[str, Identity] = {}
         self.events: dict[str, list[dict[str, Any]]] = {}
+        self.wanted: dict[str, dict[str, str]] = {}  # node-id -> what it asked to dial
         self.links: set[frozenset[str]] = set()
         self.delivered: dict[str, list[str]] = {}
         self.presence: dict[str, list[Presence]] = {}  # node-id -> its announcements
@@ -91,11 +65,11 @@ class Mesh:
             public_address=f"ws://{name}.example:9000",
             priority=priority,
         )
-        events: list[dict[str, Any]] = []
-        node = Node(me, ident, TEST, random.Random(seed), Log(events, {"node": name}))
+        node = Node(me, ident, TEST)
         self.nodes[node.node_id] = node
         self.identities[node.node_id] = ident
-        self.events[node.node_id] = events
+        self.events[node.node_id] = []
+        self.wanted[node.node_id] = {}
         self.delivered[node.node_id] = []
         self.presence[node.node_id] = []
         return node
@@ -119,7 +93,7 @@ class Mesh:
 
     def join(self, node: Node, coordinator: Node) -> None:
         """The director pointed ``node`` at ``coordinator``: dial and settle."""
-        self.route(node, node.join(coordinator.coordinator_record(), self.now))
+        self.route(node, node.join(coordinator.election.record(), self.now))
         self.settle()
 
     def connect(self, a: Node, b: Node) -> None:
@@ -149,6 +123,21 @@ class Mesh:
 
     # Running -----------------------------------------------------------------------------
 
+    def plain(self, node: Node, effects: list[Effect]) -> list[Effect]:
+        """Record ``node``'s log lines and dial requests; the rest of its effects."""
+        rest: list[Effect] = []
+        for effect in effects:
+            match effect:
+                case Log(level=level, event=event, fields=fields):
+                    self.events[node.node_id].append({"event": event, "level": level, **fields})
+                case Dial(peer=peer, address=address):
+                    self.wanted[node.node_id][peer] = address
+                case Undial(peer=peer):
+                    self.wanted[node.node_id].pop(peer, None)
+                case _:
+                    rest.append(effect)
+        return rest
+
     def route(self, source: Node, effects: list[Effect]) -> None:
         """Carry out effects, and every effect they cause, until nothing is left."""
         queue: deque[tuple[str, Effect]] = deque((source.node_id, e) for e in effects)
@@ -171,6 +160,9 @@ class Mesh:
                     self.disconnect(src, peer)
                 case RegisterCoordinator() | UnregisterCoordinator():
                     self.director.append((src, effect))
+                case Log() | Dial() | Undial():
+                    if src in self.nodes:
+                        self.plain(self.nodes[src], [effect])
 
     def settle(self) -> None:
         """Dial every link the nodes ask for, until none is missing."""
@@ -178,7 +170,7 @@ class Mesh:
             wanted = [
                 (node, self.nodes[peer])
                 for node in list(self.nodes.values())
-                for peer in node.dials()
+                for peer in self.wanted[node.node_id]
                 if peer in self.nodes and frozenset((node.node_id, peer)) not in self.links
             ]
             if not wanted:

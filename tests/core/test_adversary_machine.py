@@ -114,7 +114,7 @@ class AdversaryMachine(RuleBasedStateMachine):
         order.insert(min(adv_joins_at, len(order)) - 1, self.adv)
         for node in order:  # the director names whoever coordinates now
             first = self.honest[0]
-            mesh.join(node, mesh.nodes[first.coordinator or first.node_id])
+            mesh.join(node, mesh.nodes[first.standing.coordinator or first.node_id])
         self._settle()
         self._director()
         self.terms = {n.node_id: n.term for n in self.honest}
@@ -128,11 +128,11 @@ class AdversaryMachine(RuleBasedStateMachine):
             wanted = [
                 (node, mesh.nodes[peer])
                 for node in list(mesh.nodes.values())
-                for peer in sorted(node.dials())
+                for peer in sorted(mesh.wanted[node.node_id])
                 if peer in mesh.nodes
                 and frozenset((node.node_id, peer)) not in mesh.links
-                and peer not in node.banned
-                and node.node_id not in mesh.nodes[peer].banned
+                and peer not in node.links.banned
+                and node.node_id not in mesh.nodes[peer].links.banned
             ]
             if not wanted:
                 return
@@ -235,7 +235,7 @@ class AdversaryMachine(RuleBasedStateMachine):
         clock: dict[str, int] = dict(unknown)
         for index, delta in deps:
             origin = self.honest[index % len(self.honest)].node_id
-            clock[origin] = max(0, target.buffer.delivered.get(origin, 0) + delta)
+            clock[origin] = max(0, target.replica.buffer.delivered.get(origin, 0) + delta)
         message = self._sign(seq, text, clock)
         self._inject(target, Discussion([message]) if wrap else message)
 
@@ -258,7 +258,7 @@ class AdversaryMachine(RuleBasedStateMachine):
                 id=message_id(self.adv.node_id, self.adv_seq + 2),
             )
         else:
-            history = list(target.history)
+            history = list(target.replica.history)
             if not history:
                 return
             forged = evolve(history[-1], message=history[-1].message + "!")
@@ -269,7 +269,7 @@ class AdversaryMachine(RuleBasedStateMachine):
         """A faithful relay of a message someone delivered (valid: to be taken)."""
         target = self._target(which)
         source = self.honest[(which + 1) % len(self.honest)]
-        history = list(source.history)
+        history = list(source.replica.history)
         if history:
             self._inject(target, history[-1 - back % len(history)])
 
@@ -307,8 +307,8 @@ class AdversaryMachine(RuleBasedStateMachine):
     @rule(which=st.integers(0, 3), ok=st.booleans(), term=terms_in_range, spoof=st.booleans())
     def adversary_votes(self, which: int, ok: bool, term: int, spoof: bool) -> None:
         target = self._target(which)
-        if target.candidacy is not None and term < 3:
-            term = target.candidacy.term
+        if target.election.candidacy is not None and term < 3:
+            term = target.election.candidacy.term
         sender = self.honest[(which + 1) % len(self.honest)].node_id if spoof else self.adv.node_id
         self._inject(target, Vote(ok, term, sender))
 
@@ -372,7 +372,7 @@ class AdversaryMachine(RuleBasedStateMachine):
         if zero:
             clock = {}
         if mine:  # claim to differ on every origin the target holds
-            chains = {**chains, **{o: "00" for o in target.chain_hashes()}}
+            chains = {**chains, **{o: "00" for o in target.replica.chains.hashes()}}
         self._inject(target, DiscussionRequest(clock, chains))
 
     @rule(
@@ -408,7 +408,7 @@ class AdversaryMachine(RuleBasedStateMachine):
     @invariant()
     def held_is_bounded(self) -> None:
         for node in self.honest:
-            assert node.buffer.held <= node.config.max_held_messages
+            assert node.replica.buffer.held <= node.config.max_held_messages
 
     @invariant()
     def terms_are_sane_and_never_fall(self) -> None:
@@ -441,10 +441,13 @@ class AdversaryMachine(RuleBasedStateMachine):
 
     def _converged(self) -> bool:
         nodes = self.honest
-        histories = [[(m.id, m.signature) for m in n.history] for n in nodes]
+        histories = [[(m.id, m.signature) for m in n.replica.history] for n in nodes]
         return (
-            all(n.role in (Role.MEMBER, Role.COORDINATOR) and n.candidacy is None for n in nodes)
-            and len({n.coordinator for n in nodes}) == 1
+            all(
+                n.role in (Role.MEMBER, Role.COORDINATOR) and n.election.candidacy is None
+                for n in nodes
+            )
+            and len({n.standing.coordinator for n in nodes}) == 1
             and all(h == histories[0] for h in histories)
         )
 
@@ -474,31 +477,35 @@ class AdversaryMachine(RuleBasedStateMachine):
         roles = {n.me.name: n.role for n in self.honest}
         assert all(r in (Role.MEMBER, Role.COORDINATOR) for r in roles.values()), roles
         coordinators = {
-            n.me.name: names.get(n.coordinator or "", n.coordinator) for n in self.honest
+            n.me.name: names.get(n.standing.coordinator or "", n.standing.coordinator)
+            for n in self.honest
         }
         assert list(roles.values()).count(Role.COORDINATOR) == 1, (roles, coordinators)
         assert len(set(coordinators.values())) == 1, coordinators
 
         histories = {
-            n.me.name: [(m.id, m.message, m.signature) for m in n.history] for n in self.honest
+            n.me.name: [(m.id, m.message, m.signature) for m in n.replica.history]
+            for n in self.honest
         }
         first = next(iter(histories.values()))
         for name, history in histories.items():
             assert history == first, (name, histories)
         ids = {entry[0] for entry in first}
         # What the run reached (pytest --hypothesis-show-statistics).
-        adversary_kept = sum(1 for m in self.honest[0].history if m.node_id == self.adv.node_id)
+        adversary_kept = sum(
+            1 for m in self.honest[0].replica.history if m.node_id == self.adv.node_id
+        )
         event("adversary messages kept", "none" if not adversary_kept else "some")
-        banned = sum(self.adv.node_id in n.banned for n in self.honest)
+        banned = sum(self.adv.node_id in n.links.banned for n in self.honest)
         event("adversary banned by", str(banned))
         event(
             "equivocations seen",
-            str(any(n.counters["messages.equivocations"] for n in self.honest)),
+            str(any(n.log.counters["messages.equivocations"] for n in self.honest)),
         )
         event("final term", "1-2" if self.honest[0].term <= 2 else ">2")
         assert set(self.sent) <= ids
         for node in self.honest:
-            adversary = {m.id for m in node.history if m.node_id == self.adv.node_id}
+            adversary = {m.id for m in node.replica.history if m.node_id == self.adv.node_id}
             assert adversary <= ids
 
 

@@ -30,9 +30,9 @@ def test_a_silent_coordinator_is_replaced_by_the_highest_survivor() -> None:
     crash(mesh, alice)
     run(mesh, 1.5)
     for node in (bob, carol, dave):
-        assert node.coordinator == carol.node_id
+        assert node.standing.coordinator == carol.node_id
         assert node.term == carol.term > 1
-        assert alice.node_id not in node.members
+        assert alice.node_id not in node.membership.members
     assert carol.role is Role.COORDINATOR
     assert [n.role for n in (bob, dave)] == [Role.MEMBER, Role.MEMBER]
     assert mesh.logged(bob, "coordinator.suspected") or mesh.logged(dave, "coordinator.suspected")
@@ -45,11 +45,15 @@ def test_a_lower_candidate_is_outvoted_and_the_higher_node_takes_over() -> None:
     mesh = Mesh()
     _, bob, carol = group(mesh, 9, 1, 5)
     run(mesh, 0.2)
-    effects = bob.frame_received(carol.node_id, Election(carol.node_id, 2), mesh.now)
+    effects = mesh.plain(
+        bob, bob.frame_received(carol.node_id, Election(carol.node_id, 2), mesh.now)
+    )
     assert effects == []  # elections go up, never down: bob ignores carol's
-    answer = carol.frame_received(bob.node_id, Election(bob.node_id, 2), mesh.now)
+    answer = mesh.plain(
+        carol, carol.frame_received(bob.node_id, Election(bob.node_id, 2), mesh.now)
+    )
     assert Send(bob.node_id, Vote(True, 2, carol.node_id)) in answer
-    assert carol.candidacy is not None  # carol stands herself, bully style
+    assert carol.election.candidacy is not None  # carol stands herself, bully style
 
 
 def test_election_and_vote_from_a_non_member_are_refused() -> None:
@@ -58,9 +62,19 @@ def test_election_and_vote_from_a_non_member_are_refused() -> None:
     stranger = mesh.add("mallory", seed=40)
     mesh.connect(stranger, bob)
     term = bob.term
-    assert bob.frame_received(stranger.node_id, Election(stranger.node_id, 50), mesh.now) == []
-    assert bob.frame_received(stranger.node_id, Vote(True, 50, stranger.node_id), mesh.now) == []
-    assert bob.term == term and bob.candidacy is None
+    assert (
+        mesh.plain(
+            bob, bob.frame_received(stranger.node_id, Election(stranger.node_id, 50), mesh.now)
+        )
+        == []
+    )
+    assert (
+        mesh.plain(
+            bob, bob.frame_received(stranger.node_id, Vote(True, 50, stranger.node_id), mesh.now)
+        )
+        == []
+    )
+    assert bob.term == term and bob.election.candidacy is None
     reasons = [e["reason"] for e in mesh.logged(bob, "frame.refused")]
     assert reasons.count("not a member") == 2
 
@@ -71,7 +85,9 @@ def test_a_flood_of_elections_costs_one_term_and_one_answer_each() -> None:
     run(mesh, 0.2)
     replies = []
     for _ in range(1000):
-        replies += alice.frame_received(bob.node_id, Election(bob.node_id, 2), mesh.now)
+        replies += mesh.plain(
+            alice, alice.frame_received(bob.node_id, Election(bob.node_id, 2), mesh.now)
+        )
     assert alice.role is Role.COORDINATOR
     assert alice.term == 3  # reasserted once over the candidate's term
     votes = [e for e in replies if isinstance(e, Send) and isinstance(e.frame, Vote)]
@@ -80,12 +96,12 @@ def test_a_flood_of_elections_costs_one_term_and_one_answer_each() -> None:
     # ...and logged once, then summed up in one line with a count when the interval ends.
     refused = [e for e in mesh.logged(alice, "frame.refused") if "too often" in e["reason"]]
     assert len(refused) == 1
-    alice.tick(mesh.now + alice.config.refusal_log_interval)
+    mesh.plain(alice, alice.tick(mesh.now + alice.config.refusal_log_interval))
     (summary,) = [e for e in mesh.logged(alice, "frame.refused") if e.get("repeated")]
     assert summary["count"] == 998
     # An honest candidate standing again an election_timeout later is answered.
     mesh.now += alice.config.election_timeout
-    again = alice.frame_received(bob.node_id, Election(bob.node_id, 4), mesh.now)
+    again = mesh.plain(alice, alice.frame_received(bob.node_id, Election(bob.node_id, 4), mesh.now))
     assert any(isinstance(e, Send) and isinstance(e.frame, Vote) for e in again)
 
 
@@ -96,18 +112,18 @@ def test_a_coordinator_fenced_with_a_lower_nodes_newer_claim_takes_a_term_above_
     mesh.route(carol, carol.frame_received(bob.node_id, claim, mesh.now))
     # carol outranks bob: she does not follow him even for a moment; she stands above term
     # 7 and, asking alice (higher), is answered by alice reasserting above it.
-    assert carol.coordinator == alice.node_id and carol.term == alice.term
+    assert carol.standing.coordinator == alice.node_id and carol.term == alice.term
     assert alice.role is Role.COORDINATOR and alice.term > 7
     assert not mesh.logged(carol, "coordinator.deposed")
     # bob, a lower member that claimed, follows alice's newer term.
-    assert (bob.coordinator, bob.term) == (alice.node_id, alice.term)
+    assert (bob.standing.coordinator, bob.term) == (alice.node_id, alice.term)
 
 
 def test_a_node_that_was_paused_suspects_nobody_for_its_own_silence() -> None:
     mesh = Mesh()
     alice, bob, _ = group(mesh, 9, 1, 5)
     run(mesh, 0.2)
-    bob.tick(mesh.now + 5.0)  # bob's first look after a five-second stop
+    mesh.plain(bob, bob.tick(mesh.now + 5.0))  # bob's first look after a five-second stop
     assert mesh.logged(bob, "node.paused")
     assert not mesh.logged(bob, "coordinator.suspected")
-    assert bob.candidacy is None and bob.coordinator == alice.node_id
+    assert bob.election.candidacy is None and bob.standing.coordinator == alice.node_id

@@ -62,13 +62,13 @@ def state(node: Node) -> tuple[Any, ...]:
     return (
         node.role,
         node.term,
-        node.coordinator,
-        dict(node.members),
-        {k: list(v) for k, v in node.overlay.items()},
-        node.delivered_clock(),
-        [m.id for m in node.history],
-        node.buffer.held,
-        sorted(node.peers),
+        node.standing.coordinator,
+        dict(node.membership.members),
+        {k: list(v) for k, v in node.membership.overlay.items()},
+        node.replica.delivered_clock(),
+        [m.id for m in node.replica.history],
+        node.replica.buffer.held,
+        sorted(node.links.peers),
     )
 
 
@@ -82,9 +82,12 @@ def refuse(
     answer: Sequence[Effect] | None = None,
 ) -> dict[str, Any]:
     """``node`` refuses ``frame``: state unchanged, one warning, and only ``answer`` sent."""
-    node.refusals.flush(node.log, node.refusals.next_flush)  # repeats are logged again
+    node.links.refusals.flush(node.log, node.links.refusals.next_flush)  # repeats are logged again
+    mesh.plain(node, list(node.log.drain()))
     before, seen = state(node), len(mesh.logged(node, event))
-    assert node.frame_received(sender.node_id, frame, mesh.now) == list(answer or [])
+    assert mesh.plain(node, node.frame_received(sender.node_id, frame, mesh.now)) == list(
+        answer or []
+    )
     assert state(node) == before
     (logged,) = mesh.logged(node, event)[seen:]
     assert logged["level"] == "warning"
@@ -98,7 +101,7 @@ def signed(
 ) -> Message:
     """A genuine next message of ``origin`` that nobody has seen yet."""
     if clock is None:
-        clock = tick(origin.delivered_clock(), origin.node_id)
+        clock = tick(origin.replica.delivered_clock(), origin.node_id)
     return mesh.identities[origin.node_id].sign(origin.me.name, TIMESTAMP, text, clock)
 
 
@@ -111,15 +114,15 @@ def test_start_and_two_joins_make_three_members_with_one_coordinator() -> None:
     everyone = {alice.node_id, bob.node_id, carol.node_id}
     assert [n.role for n in (alice, bob, carol)] == [Role.COORDINATOR, Role.MEMBER, Role.MEMBER]
     for node in (alice, bob, carol):
-        assert set(node.members) == everyone
-        assert node.coordinator == alice.node_id
+        assert set(node.membership.members) == everyone
+        assert node.standing.coordinator == alice.node_id
         assert node.term == 1
-        assert set(node.peers) == everyone - {node.node_id}
+        assert set(node.links.peers) == everyone - {node.node_id}
     assert len(mesh.links) == 3
     assert mesh.sent(bob, alice, Join) and mesh.sent(carol, alice, Join)
     assert len(mesh.logged(carol, "join.completed")) == 1
     (registration,) = mesh.director
-    assert registration == (alice.node_id, RegisterCoordinator(alice.coordinator_record()))
+    assert registration == (alice.node_id, RegisterCoordinator(alice.election.record()))
 
 
 def test_messages_sent_at_each_node_are_delivered_once_at_every_node() -> None:
@@ -128,7 +131,7 @@ def test_messages_sent_at_each_node_are_delivered_once_at_every_node() -> None:
     sent = [mesh.send(node, f"round {r} from {node.me.name}") for r in range(2) for node in nodes]
     for node in nodes:
         assert sorted(mesh.delivered[node.node_id]) == sorted(sent)
-    histories = [[m.id for m in node.history] for node in nodes]
+    histories = [[m.id for m in node.replica.history] for node in nodes]
     assert all(h == histories[0] for h in histories)
 
 
@@ -139,7 +142,7 @@ def test_a_late_joiner_gets_the_whole_history_before_membership() -> None:
     dave = mesh.add("dave", seed=4)
     mesh.join(dave, alice)
     assert dave.role is Role.MEMBER
-    assert [m.id for m in dave.history] == [m.id for m in alice.history]
+    assert [m.id for m in dave.replica.history] == [m.id for m in alice.replica.history]
     assert sorted(mesh.delivered[dave.node_id]) == sorted(sent)
     to_dave = [type(f) for s, d, f in mesh.frames if s == alice.node_id and d == dave.node_id]
     assert to_dave.index(Discussion) < to_dave.index(Nodes)
@@ -172,7 +175,7 @@ def test_send_text_before_joining_is_not_ready() -> None:
     with pytest.raises(NodeError) as caught:
         node.send_text("hi", TIMESTAMP, 0.0)
     assert caught.value.code == "not-ready"
-    assert len(node.history) == 0
+    assert len(node.replica.history) == 0
 
 
 @pytest.mark.parametrize(
@@ -220,11 +223,11 @@ def test_a_valid_relay_of_another_origins_message_is_accepted(
 ) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
     message = signed(mesh, alice)
-    effects = bob.frame_received(carol.node_id, message, mesh.now)
+    effects = mesh.plain(bob, bob.frame_received(carol.node_id, message, mesh.now))
     assert [e.message.id for e in effects if isinstance(e, Deliver)] == [message.id]
     # Relayed once, to the neighbours except where it came from and its origin.
     assert [e.peer for e in effects if isinstance(e, Send)] == []
-    assert bob.history.last(1) == [message]
+    assert bob.replica.history.last(1) == [message]
 
 
 def test_a_tampered_message_is_refused_and_the_genuine_one_still_taken(
@@ -238,7 +241,7 @@ def test_a_tampered_message_is_refused_and_the_genuine_one_still_taken(
         Disconnect(carol.node_id, "sent an invalid message: signature does not match node-id")
     ]
     refuse(mesh, bob, carol, tampered, "message.refused", "signature", expelled)
-    assert carol.node_id in bob.banned
+    assert carol.node_id in bob.links.banned
     # Straight from its origin too: a direct receiver checks what a relay receiver checks.
     refuse(
         mesh,
@@ -250,8 +253,8 @@ def test_a_tampered_message_is_refused_and_the_genuine_one_still_taken(
         [Disconnect(alice.node_id, "sent an invalid message: signature does not match node-id")],
     )
     # The refusal did not mark the id as seen: the genuine copy is not lost.
-    bob.frame_received(alice.node_id, genuine, mesh.now)
-    assert bob.history.last(1) == [genuine]
+    mesh.plain(bob, bob.frame_received(alice.node_id, genuine, mesh.now))
+    assert bob.replica.history.last(1) == [genuine]
 
 
 def test_a_message_whose_origin_was_changed_by_a_relay_is_refused(
@@ -298,27 +301,27 @@ def test_a_relay_reusing_another_origins_id_cannot_shadow_the_genuine_message() 
     mesh.drop = lambda src, dst, frame: dst == bob.node_id
     genuine = mesh.send(alice, "the real one")
     mesh.drop = lambda src, dst, frame: False
-    clock = tick(carol.delivered_clock(), carol.node_id)
+    clock = tick(carol.replica.delivered_clock(), carol.node_id)
     shadow = mesh.identities[carol.node_id].sign("carol", TIMESTAMP, "shadow", clock, id=genuine)
     mesh.route(carol, [Send(bob.node_id, shadow)])
     (refused,) = mesh.logged(bob, "message.refused")
     assert "not derived from its origin" in refused["reason"]
     for _ in range(3):
         mesh.tick(1.0)  # anti-entropy gets every chance to repair
-    assert genuine in {m.id for m in bob.history if m.node_id == alice.node_id}
+    assert genuine in {m.id for m in bob.replica.history if m.node_id == alice.node_id}
 
 
 def test_a_vector_clock_not_counting_its_origin_is_refused(
     trio_of_nodes: tuple[Mesh, list[Node]],
 ) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
-    without = {k: v for k, v in bob.delivered_clock().items() if k != alice.node_id}
+    without = {k: v for k, v in bob.replica.delivered_clock().items() if k != alice.node_id}
     why = "vector clock does not count the origin"
     answer: list[Effect] = [Disconnect(alice.node_id, f"sent an invalid message: {why}")]
     refuse(mesh, bob, alice, signed(mesh, alice, clock=without), "message.refused", why, answer)
     zero = {**without, alice.node_id: 0}
     refuse(mesh, bob, alice, signed(mesh, alice, clock=zero), "message.refused", why, answer)
-    negative = {**tick(bob.delivered_clock(), alice.node_id), carol.node_id: -1}
+    negative = {**tick(bob.replica.delivered_clock(), alice.node_id), carol.node_id: -1}
     with pytest.raises(ValueError, match="outside"):
         signed(mesh, alice, clock=negative)  # out of the wire's range: cannot even be built
 
@@ -327,18 +330,18 @@ def test_a_reused_sequence_number_cannot_replace_the_delivered_message(
     trio_of_nodes: tuple[Mesh, list[Node]],
 ) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
-    reused = signed(mesh, alice, "a second first message", clock=bob.delivered_clock())
-    original = next(m for m in bob.history if m.id == reused.id)
+    reused = signed(mesh, alice, "a second first message", clock=bob.replica.delivered_clock())
+    original = next(m for m in bob.replica.history if m.id == reused.id)
     assert original.message != reused.message
     # Both validly signed by alice: an equivocation. Every node keeps the lower signature,
     # the proof (both versions) goes to every other peer, and alice is banned.
-    effects = bob.frame_received(carol.node_id, reused, mesh.now)
+    effects = mesh.plain(bob, bob.frame_received(carol.node_id, reused, mesh.now))
     kept = min(original, reused, key=lambda m: m.signature)
-    assert [m for m in bob.history if m.id == reused.id] == [kept]
+    assert [m for m in bob.replica.history if m.id == reused.id] == [kept]
     proof = [e for e in effects if isinstance(e, Send)]
     assert [(e.peer, e.frame) for e in proof] == [(alice.node_id, Discussion([original, reused]))]
     assert Disconnect(alice.node_id, "equivocated") in effects
-    assert alice.node_id in bob.banned
+    assert alice.node_id in bob.links.banned
     assert len(mesh.logged(bob, "message.equivocation")) == 1
 
 
@@ -348,9 +351,9 @@ def test_a_duplicate_message_is_delivered_once(trio_of_nodes: tuple[Mesh, list[N
     # In a full mesh carol got it straight from alice; bob, knowing that, relays nothing.
     copies = [f for s, d, f in mesh.frames if d == carol.node_id and isinstance(f, Message)]
     assert sum(f.id == sent for f in copies) == 1
-    (message,) = [m for m in carol.history if m.id == sent]
+    (message,) = [m for m in carol.replica.history if m.id == sent]
     before = state(carol)
-    assert carol.frame_received(bob.node_id, message, mesh.now) == []
+    assert mesh.plain(carol, carol.frame_received(bob.node_id, message, mesh.now)) == []
     assert state(carol) == before
     for node in (alice, bob, carol):
         assert mesh.delivered[node.node_id].count(sent) == 1
@@ -384,7 +387,7 @@ def test_update_coordinator_with_a_stale_term_or_wrong_sender_is_refused(
     trio_of_nodes: tuple[Mesh, list[Node]],
 ) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
-    current = alice.claim
+    current = alice.election.terms.claim
     assert current is not None and (current.coordinator, current.term) == (alice.node_id, bob.term)
     carols = mesh.identities[carol.node_id]
     stale = sign_claim(carols, carol.node_id, bob.term - 1, carol.me.public_address)
@@ -403,12 +406,12 @@ def test_update_coordinator_with_a_stale_term_or_wrong_sender_is_refused(
     # A rival claim for the same term: the higher rank of the two wins.
     rival = sign_claim(carols, carol.node_id, bob.term, carol.me.public_address)
     mesh.now += 1.0  # past the fencing rate limit
-    if bob.rank(carol.node_id) < bob.rank(alice.node_id):
+    if bob.membership.rank(carol.node_id) < bob.membership.rank(alice.node_id):
         answer: list[Effect] = [Send(carol.node_id, current)]
         refuse(mesh, bob, carol, rival, "frame.refused", "lower coordinator", answer)
     else:
-        bob.frame_received(carol.node_id, rival, mesh.now)
-        assert (bob.coordinator, bob.term) == (carol.node_id, current.term)
+        mesh.plain(bob, bob.frame_received(carol.node_id, rival, mesh.now))
+        assert (bob.standing.coordinator, bob.term) == (carol.node_id, current.term)
 
 
 def test_leave_and_heartbeat_naming_another_node_are_refused(
@@ -436,8 +439,10 @@ def test_handshake_frames_after_the_handshake_are_refused(
 
 def test_traffic_still_flows_after_refusals(trio_of_nodes: tuple[Mesh, list[Node]]) -> None:
     mesh, (alice, bob, carol) = trio_of_nodes
-    bob.frame_received(carol.node_id, Join(), mesh.now)
-    bob.frame_received(carol.node_id, evolve(signed(mesh, alice), message="x"), mesh.now)
+    mesh.plain(bob, bob.frame_received(carol.node_id, Join(), mesh.now))
+    mesh.plain(
+        bob, bob.frame_received(carol.node_id, evolve(signed(mesh, alice), message="x"), mesh.now)
+    )
     sent = [mesh.send(node, "after") for node in (alice, bob, carol)]
     for node in (alice, bob, carol):
         assert mesh.delivered[node.node_id][-3:] == sent
@@ -461,7 +466,7 @@ def test_a_term_pushed_up_at_one_node_does_not_split_the_discussion(push: str) -
         mesh.settle()
     honest = (alice, bob, carol)
     assert [n.role for n in honest].count(Role.COORDINATOR) == 1
-    assert {n.coordinator for n in honest} == {alice.node_id}
+    assert {n.standing.coordinator for n in honest} == {alice.node_id}
     assert len({n.term for n in honest}) == 1 and alice.term > far
 
 
@@ -471,8 +476,8 @@ def test_joining_a_coordinator_already_linked_asks_at_once() -> None:
     tests/core/test_adversary_machine.py (the node stayed joining for good)."""
     mesh = Mesh()
     alice, bob, _ = group(mesh, 0, 0, 0)
-    bob.role = Role.JOINING  # as after member.dropped, its join lost or refused
-    mesh.route(bob, bob.join(alice.coordinator_record(), mesh.now))
+    bob.standing.role = Role.JOINING  # as after member.dropped, its join lost or refused
+    mesh.route(bob, bob.join(alice.election.record(), mesh.now))
     assert bob.role is Role.MEMBER
     assert len(mesh.sent(bob, alice, Join)) == 2
 
@@ -487,11 +492,11 @@ def test_a_coordinator_yielding_to_the_director_takes_its_members_along() -> Non
     mesh.drop = lambda src, dst, frame: alice.node_id in (src, dst)
     for _ in range(12):
         mesh.tick(0.05)
-    assert (bob.role, carol.coordinator, carol.term) == (Role.COORDINATOR, bob.node_id, 2)
-    holder = evolve(alice.coordinator_record(), term=2)  # alice registered term 2 first
+    assert (bob.role, carol.standing.coordinator, carol.term) == (Role.COORDINATOR, bob.node_id, 2)
+    holder = evolve(alice.election.record(), term=2)  # alice registered term 2 first
     mesh.route(bob, bob.director_refused(holder, mesh.now))
-    assert (bob.role, bob.coordinator) == (Role.MEMBER, alice.node_id)
-    assert (carol.coordinator, carol.term) == (alice.node_id, 2)
+    assert (bob.role, bob.standing.coordinator) == (Role.MEMBER, alice.node_id)
+    assert (carol.standing.coordinator, carol.term) == (alice.node_id, 2)
 
 
 def test_a_member_in_a_newer_term_makes_the_coordinator_take_a_term_above_it() -> None:
@@ -500,11 +505,11 @@ def test_a_member_in_a_newer_term_makes_the_coordinator_take_a_term_above_it() -
     member stayed joining for good); the coordinator now reasserts above its heartbeat."""
     mesh = Mesh()
     alice, bob, carol = group(mesh, 0, 0, 0)
-    carol.term = 6  # as after adopting a claim of term 6 that alice and bob refused
+    carol.standing.term = 6  # as after adopting a claim of term 6 that alice and bob refused
     for _ in range(10):
         mesh.tick(0.05)
     assert alice.role is Role.COORDINATOR and alice.term > 6
-    assert {(n.coordinator, n.term) for n in (bob, carol)} == {(alice.node_id, alice.term)}
+    assert {(n.standing.coordinator, n.term) for n in (bob, carol)} == {(alice.node_id, alice.term)}
     assert carol.role is Role.MEMBER
 
 
@@ -524,12 +529,12 @@ def test_a_repair_carries_both_versions_of_an_equivocated_slot() -> None:
     mesh.drop = lambda src, dst, frame: carol.node_id in (src, dst)  # carol misses the proof
     mesh.route(alice, alice.frame_received(dave.node_id, free, mesh.now))
     mesh.route(alice, alice.frame_received(dave.node_id, stuck, mesh.now))
-    assert [m.signature for m in alice.history] == [stuck.signature]
+    assert [m.signature for m in alice.replica.history] == [stuck.signature]
     mesh.drop = lambda src, dst, frame: False
     for _ in range(20):
         mesh.tick(0.05)
     for node in (bob, carol):
-        assert [m.signature for m in node.history] == [stuck.signature]
+        assert [m.signature for m in node.replica.history] == [stuck.signature]
 
 
 # Leaving -----------------------------------------------------------------------------------
@@ -546,13 +551,13 @@ def test_coordinator_leave_hands_over_to_the_highest_priority_member() -> None:
     assert bob.role is Role.COORDINATOR and carol.role is Role.MEMBER
     for node in (bob, carol):
         assert node.term == 5
-        assert node.coordinator == bob.node_id
-        assert set(node.members) == {bob.node_id, carol.node_id}
+        assert node.standing.coordinator == bob.node_id
+        assert set(node.membership.members) == {bob.node_id, carol.node_id}
     # Two changes in term 5: bob takes over (alice still listed), then alice's leave.
     nodes = [f for f in mesh.sent(bob, carol, Nodes) if isinstance(f, Nodes) and f.term == 5][-1]
     assert nodes.coordinator == bob.node_id
     assert [m.node_id for m in nodes.node] == sorted([bob.node_id, carol.node_id])
-    assert (bob.node_id, RegisterCoordinator(bob.coordinator_record())) in mesh.director
+    assert (bob.node_id, RegisterCoordinator(bob.election.record())) in mesh.director
     assert mesh.sent(alice, carol, Leave)
     sent = mesh.send(carol, "still here")
     assert mesh.delivered[bob.node_id][-1] == sent
@@ -564,7 +569,7 @@ def test_equal_priorities_hand_over_to_the_highest_node_id() -> None:
     successor = max(others, key=lambda n: n.node_id)
     mesh.leave(alice)
     assert successor.role is Role.COORDINATOR
-    assert [n.coordinator for n in others] == [successor.node_id] * 3
+    assert [n.standing.coordinator for n in others] == [successor.node_id] * 3
     assert [n.role for n in others].count(Role.COORDINATOR) == 1
 
 
@@ -575,15 +580,15 @@ def test_hand_over_in_a_group_beyond_the_full_mesh_reaches_every_member() -> Non
         mesh.join(mesh.add(name, seed=30 + i), alice)
     others = [n for n in mesh.nodes.values() if n is not alice]
     assert len(others) == 7 > alice.config.full_mesh_max
-    assert any(len(n.neighbours()) < 7 for n in others)
+    assert any(len(n.membership.neighbours()) < 7 for n in others)
     mesh.leave(alice)
     mesh.settle()
     successor = max(others, key=lambda n: (n.me.priority, n.node_id))
     assert successor.role is Role.COORDINATOR
     for node in others:
-        assert node.coordinator == successor.node_id
+        assert node.standing.coordinator == successor.node_id
         assert node.term == 2
-        assert set(node.members) == {n.node_id for n in others}
+        assert set(node.membership.members) == {n.node_id for n in others}
     sent = mesh.send(others[0], "after the hand-over")
     assert all(mesh.delivered[n.node_id][-1] == sent for n in others)
 
@@ -592,7 +597,11 @@ def test_a_member_leaving_is_removed_by_the_coordinator() -> None:
     mesh = Mesh()
     alice, bob, carol = group(mesh, 0, 0, 0)
     mesh.leave(bob)
-    assert set(alice.members) == set(carol.members) == {alice.node_id, carol.node_id}
+    assert (
+        set(alice.membership.members)
+        == set(carol.membership.members)
+        == {alice.node_id, carol.node_id}
+    )
     assert mesh.logged(alice, "member.left")
     assert not any(isinstance(e, UnregisterCoordinator) for _, e in mesh.director)
 
@@ -600,7 +609,7 @@ def test_a_member_leaving_is_removed_by_the_coordinator() -> None:
 def test_the_last_node_leaving_unregisters_the_coordinator() -> None:
     mesh = Mesh()
     (alone,) = group(mesh, 0, term=2)
-    assert alone.leave(mesh.now) == [UnregisterCoordinator(term=2)]
+    assert mesh.plain(alone, alone.leave(mesh.now)) == [UnregisterCoordinator(term=2)]
     assert alone.role is Role.LEAVING
 
 
@@ -624,8 +633,8 @@ def test_flood_control_at_the_sender_and_at_every_receiver() -> None:
     alice, bob, _ = group(mesh, 0, 0, 0)
     limited = evolve(alice.config, flood_rate=1.0, flood_burst=5)
     for node in mesh.nodes.values():
-        node.config = limited
-    alice._send_bucket = TokenBucket(limited.flood_rate, limited.flood_burst)
+        node.replica.config = limited  # the part that applies the flood limits
+    alice.replica._send_bucket = TokenBucket(limited.flood_rate, limited.flood_burst)
     for i in range(5):
         mesh.send(alice, f"burst {i}")
     with pytest.raises(NodeError) as refused:
@@ -634,23 +643,23 @@ def test_flood_control_at_the_sender_and_at_every_receiver() -> None:
     mesh.now += 1.0  # one more token
     mesh.send(alice, "a second later")
     # A modified alice ignores her own limit: her link carries twice the burst, no more.
-    ident, start = mesh.identities[alice.node_id], alice.delivered_clock()[alice.node_id]
+    ident, start = mesh.identities[alice.node_id], alice.replica.delivered_clock()[alice.node_id]
     flood = [
         ident.sign(
             "alice",
             TIMESTAMP,
             f"flood {i}",
-            {**alice.delivered_clock(), alice.node_id: start + 1 + i},
+            {**alice.replica.delivered_clock(), alice.node_id: start + 1 + i},
         )
         for i in range(30)
     ]
-    taken = [bob.frame_received(alice.node_id, m, mesh.now) for m in flood]
+    taken = [mesh.plain(bob, bob.frame_received(alice.node_id, m, mesh.now)) for m in flood]
     delivered = [e for effects in taken for e in effects if isinstance(e, Deliver)]
     # bob allows alice 2 x 5 at once and 2 a second: 10 - 5 (the burst) + 2 (a second) - 1.
     assert len(delivered) == 6
-    assert bob.counters["messages.flood_dropped"] == 30 - len(delivered)
+    assert bob.log.counters["messages.flood_dropped"] == 30 - len(delivered)
     assert len(mesh.logged(bob, "message.dropped")) == 1  # once, then a count
-    bob.tick(mesh.now + limited.refusal_log_interval)
+    mesh.plain(bob, bob.tick(mesh.now + limited.refusal_log_interval))
     (summary,) = [e for e in mesh.logged(bob, "message.dropped") if e.get("repeated")]
     assert summary["count"] == 30 - len(delivered) - 1
 
@@ -662,9 +671,9 @@ def test_keys_minted_to_fill_the_vector_clock_are_stopped_before_the_wire_bound(
     minted = [Identity.generate(i.to_bytes(32, "big")) for i in range(1, 801)]
     for key in minted:
         message = key.sign("mint", TIMESTAMP, "x", {key.node_id: 1})
-        bob.frame_received(carol.node_id, message, mesh.now)
-    assert len(bob.delivered_clock()) == MAX_CLOCK_ENTRIES - MAX_MEMBERS
-    assert bob.counters["messages.deferred"] == 800 - (MAX_CLOCK_ENTRIES - MAX_MEMBERS)
+        mesh.plain(bob, bob.frame_received(carol.node_id, message, mesh.now))
+    assert len(bob.replica.delivered_clock()) == MAX_CLOCK_ENTRIES - MAX_MEMBERS
+    assert bob.log.counters["messages.deferred"] == 800 - (MAX_CLOCK_ENTRIES - MAX_MEMBERS)
     # Heartbeats and its own messages still fit the wire, and members still get through.
     mesh.tick(1.0)
     sent = mesh.send(bob, "still talking")

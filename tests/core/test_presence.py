@@ -72,7 +72,7 @@ def test_joins_are_announced_to_those_already_there() -> None:
     assert seen(mesh, bob) == [("joined", "carol", None)]
     assert seen(mesh, carol) == []  # its own join is the baseline
     for node in (alice, bob, carol):
-        assert node.departed == {}
+        assert node.membership.departed == {}
 
 
 def test_a_clean_leave_is_left_everywhere_and_the_reason_is_on_the_wire() -> None:
@@ -140,7 +140,7 @@ def test_a_coordinator_hand_over_is_left_then_coordinator() -> None:
 
 
 def names(node: Node) -> dict[str, str]:
-    return {m: r.name for m, r in node.members.items()}
+    return {m: r.name for m, r in node.membership.members.items()}
 
 
 def test_a_member_renames_through_the_coordinator_and_everyone_sees_it() -> None:
@@ -153,7 +153,7 @@ def test_a_member_renames_through_the_coordinator_and_everyone_sees_it() -> None
         assert seen(mesh, node)[-1] == ("renamed", "bee", "bob")
     message, _effects = bob.send_text("hi", "2024-01-01T00:00:00Z", mesh.now)
     assert message.name == "bee"
-    assert alice.peers[bob.node_id].name == "bee"  # a later join of bob keeps it
+    assert alice.links.peers[bob.node_id].name == "bee"  # a later join of bob keeps it
 
 
 def test_the_coordinator_renames_itself_directly() -> None:
@@ -168,12 +168,12 @@ def test_an_invalid_or_too_frequent_rename_is_refused_with_a_reason() -> None:
     mesh = Mesh()
     alice, bob, _carol = group(mesh, 0, 0, 0)
     with pytest.raises(NodeError, match="cannot contain a format character") as bad:
-        bob.rename("b\u202eob", mesh.now)
+        mesh.plain(bob, bob.rename("b\u202eob", mesh.now))
     assert bad.value.code == "bad-request"
     for i in range(bob.config.rename_burst):
         mesh.route(bob, bob.rename(f"bob{i}", mesh.now))
     with pytest.raises(NodeError) as limited:
-        bob.rename("once-more", mesh.now)
+        mesh.plain(bob, bob.rename("once-more", mesh.now))
     assert limited.value.code == "rate-limited"
     assert names(alice)[bob.node_id] == f"bob{bob.config.rename_burst - 1}"
 
@@ -183,7 +183,7 @@ def test_the_coordinator_limits_renames_per_member() -> None:
     alice, bob, _carol = group(mesh, 0, 0, 0)
     burst = alice.config.rename_burst
     for i in range(burst + 2):  # a member that ignores its own limit (answers not carried)
-        alice.frame_received(bob.node_id, Rename(f"b{i}"), mesh.now)
+        mesh.plain(alice, alice.frame_received(bob.node_id, Rename(f"b{i}"), mesh.now))
     assert names(alice)[bob.node_id] == f"b{burst - 1}"
     refused = [e for e in mesh.logged(alice, "frame.refused") if e["type"] == "rename"]
     assert refused and refused[0]["reason"] == "renames too often"

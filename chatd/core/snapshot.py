@@ -1,0 +1,28 @@
+"""What ``status`` and ``who`` show of a node: one frozen view the core hands the shell."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from chat.wire import Hello, MemberRecord
+from chatd.core.effects import Role
+
+
+@frozen
+class Snapshot:
+    node_id: str
+    name: str  # this node's current name
+    address: str
+    public_address: str
+    role: Role
+    coordinator: str | None
+    term: int
+    ready: bool
+    has_joined: bool
+    members: tuple[MemberRecord, ...]  # sorted by node-id
+    neighbours: tuple[str, ...]
+    peers: dict[str, Hello]  # linked and authenticated
+    last_heard: dict[str, float]
+    vector_clock: dict[str, int]
+    messages: int  # history length
+    counters: dict[str, int]
