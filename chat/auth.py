@@ -24,6 +24,8 @@ from pathlib import Path
 
 from attrs import field, frozen
 
+from chat.files import TooLarge, read_bounded
+
 PROOF_HEADER = "X-Chat-Proof"
 MIN_SECRET_BYTES = 16
 # A keyring is for rotation: two or three secrets at a time. The bound keeps a proof check
@@ -69,14 +71,13 @@ def load_keyring(path: str | Path) -> Keyring:
     """Read a secret file (see ``parse_keyring``), at most ``MAX_SECRET_FILE_BYTES`` of it:
     a path to a device or a huge file is an error, not a hang."""
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_SECRET_FILE_BYTES + 1)
+        data = read_bounded(path, MAX_SECRET_FILE_BYTES)
     except OSError as exc:
         raise SecretError(f"cannot read secret file {path}: {exc.strerror}") from None
-    if len(data) > MAX_SECRET_FILE_BYTES:
+    except TooLarge:
         raise SecretError(
             f"secret file {path} is over {MAX_SECRET_FILE_BYTES} bytes: is it the right file?"
-        )
+        ) from None
     return parse_keyring(data, f"secret file {path}")
 
 

@@ -10,9 +10,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
+from structlog.typing import FilteringBoundLogger
+
+# What every chat logger is: structlog's level-filtering bound logger (``debug``, ``info``,
+# ``warning``, ``error``, ``exception``, ``bind``). Type ``log`` parameters with it.
+Logger = FilteringBoundLogger
+
+
+class WarningLog(Protocol):
+    """What rate-limited reports need of a logger: ``warning`` alone. A ``Logger`` is one,
+    and so is ``chatd.control.LogLimiter`` (or a test's recorder)."""
+
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
 
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -60,5 +73,6 @@ def configure(level: str = "info", json: bool | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def get_logger(**bound: Any) -> Any:
-    return structlog.get_logger("chat").bind(**bound)
+def get_logger(**bound: Any) -> Logger:
+    logger: Logger = structlog.get_logger("chat").bind(**bound)
+    return logger

@@ -14,6 +14,7 @@ from typing import Any
 
 import trio
 
+from chatd.channel import REFUSED
 from chatd.transport import Channel, ChannelClosed, ConnectError, Handler
 
 # Route hook: (source address, destination address) → (copies, delay in seconds).
@@ -102,7 +103,7 @@ class MemoryTransport:
     async def open_channel(self, address: str, peer: str | None = None) -> AsyncIterator[Channel]:
         server = self.network._servers.get(address)
         if server is None or not self.network.reachable(self.address, address):
-            raise ConnectError(f"cannot reach {address}: connection refused")
+            raise ConnectError(f"cannot reach {address}: connection refused", reason=REFUSED)
         handler, nursery = server
         client_end, server_end = self.network.pair(self.address, address, self.max_frame_bytes)
         nursery.start_soon(_serve_one, handler, server_end)

@@ -19,7 +19,6 @@ Usage::
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Generator
@@ -28,8 +27,6 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from chat.wire import (
-    DecodeError,
-    ErrorResponse,
     HistoryRequest,
     HistoryResponse,
     LeaveRequest,
@@ -50,59 +47,35 @@ from chat.wire import (
     TailRequest,
     WhoRequest,
     WhoResponse,
-    decode_json,
-    encode,
-    structure,
-    unstructure,
 )
+from chatctl.errors import (
+    ConnectionLost,
+    ControlError,
+    NoDaemon,
+    PermissionDenied,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+)
+from chatctl.framing import MAX_LINE_BYTES, answer, decode_as, decode_json_line, request_line
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "Client",
+    "ConnectionLost",
+    "ControlError",
+    "NoDaemon",
+    "PermissionDenied",
+    "ProtocolError",
+    "RemoteError",
+    "Timeout",
+    "connect",
+]
 
 T = TypeVar("T")
 
-# Longest answer line accepted: a whole history fits in one line, a runaway peer does not.
-MAX_LINE_BYTES = 16 << 20
 DEFAULT_TIMEOUT = 10.0
 _CHUNK = 1 << 16
-
-
-class ControlError(Exception):
-    """Talking to chatd failed; ``str(exc)`` is one line for the user."""
-
-
-class NoDaemon(ControlError):
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"no chatd at {path} (is it running?)")
-        self.path = path
-
-
-class PermissionDenied(ControlError):
-    def __init__(self, path: Path) -> None:
-        super().__init__(
-            f"permission denied on {path}: uid {os.getuid()} may not open it (chatd lets in"
-            " root, its own user and those given by --control-uid/--control-gid; is it your"
-            " chatd's --socket path?)"
-        )
-        self.path = path
-
-
-class Timeout(ControlError):
-    pass
-
-
-class ConnectionLost(ControlError):
-    pass
-
-
-class ProtocolError(ControlError):
-    pass
-
-
-class RemoteError(ControlError):
-    """chatd refused the request; ``code`` is one of ``chat.wire.ERROR_CODES``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code = code
-        self.message = message
 
 
 def connect(path: Path, timeout: float | None = DEFAULT_TIMEOUT) -> Client:
@@ -162,7 +135,7 @@ class Client:
         line = self._readline(self._deadline())
         if line is None:
             raise ConnectionLost(f"chatd at {self.path} closed the connection without answering")
-        return self._answer(line)
+        return answer(line)
 
     def send(self, text: str) -> MessageView:
         """Send one chat message; returns it as the node accepted it."""
@@ -252,10 +225,7 @@ class Client:
         return self._decode(self.request(req), cls)
 
     def _decode(self, obj: Any, cls: type[T]) -> T:
-        try:
-            return structure(obj, cls)
-        except DecodeError as exc:
-            raise ProtocolError(f"unexpected answer from chatd: {exc}") from None
+        return decode_as(obj, cls)
 
     def _deadline(self) -> float | None:
         return None if self.timeout is None else time.monotonic() + self.timeout
@@ -267,8 +237,7 @@ class Client:
 
     def _send(self, req: Request) -> None:
         sock = self._live()
-        # The request classes carry their op as a class constant, not a field.
-        data = encode({"op": req.OP, **unstructure(req)}) + b"\n"
+        data = request_line(req)
         sock.settimeout(self.timeout)
         try:
             sock.sendall(data)
@@ -278,15 +247,6 @@ class Client:
             raise ConnectionLost(
                 f"chatd at {self.path} closed the connection ({exc.strerror or exc})"
             ) from None
-
-    def _answer(self, line: bytes) -> dict[str, Any]:
-        obj = decode_json_line(line)
-        if not isinstance(obj, dict) or not isinstance(obj.get("ok"), bool):
-            raise ProtocolError('unexpected answer from chatd: not an object with a boolean "ok"')
-        if not obj["ok"]:
-            err = self._decode(obj, ErrorResponse).error
-            raise RemoteError(err.code, err.message)
-        return obj
 
     def _readline(self, deadline: float | None) -> bytes | None:
         """The next line without its newline; None at a clean end of stream."""
@@ -324,10 +284,3 @@ class Client:
 
     def _timeout(self) -> Timeout:
         return Timeout(f"no answer from chatd at {self.path} within {self.timeout:g} s")
-
-
-def decode_json_line(line: bytes) -> Any:
-    try:
-        return decode_json(line, limit=MAX_LINE_BYTES)
-    except DecodeError as exc:
-        raise ProtocolError(f"unexpected answer from chatd: {exc}") from None

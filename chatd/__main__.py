@@ -20,7 +20,7 @@ from chat.names import name_problem
 from chat.paths import resolve_socket_path
 from chat.wire.bounds import MAX_PRIORITY, MIN_PRIORITY
 from chatd.addresses import advertise_problem, is_wildcard
-from chatd.config import PROFILES
+from chatd.config import PROFILES, Config
 from chatd.control.access import ControlAccess
 from chatd.daemon import Options, run_chatd
 from chatd.director_client import DirectorError, check_base_url, load_director_cert
@@ -33,6 +33,25 @@ def parser() -> argparse.ArgumentParser:
         description="A node of a transient group chat: the discussion lives only in memory.",
     )
     p.add_argument("--version", action="version", version=f"chatd {version('chat')}")
+    _add_network(p)
+    _add_control(p)
+    secret = p.add_mutually_exclusive_group(required=True)
+    secret.add_argument("--secret-file", metavar="PATH", help="file holding the group secret")
+    secret.add_argument(
+        "--insecure", action="store_true", help="run without a group secret (anyone may join)"
+    )
+    _add_tuning(p)
+    _add_irc(p)
+    p.add_argument(
+        "--bench-trace",
+        action="store_true",
+        help="benchmarks only: print a JSON line with a monotonic timestamp per delivery",
+    )
+    return p
+
+
+def _add_network(p: argparse.ArgumentParser) -> None:
+    """Where the director is, where peers connect, who this node is."""
     p.add_argument("--director", required=True, metavar="URL", help="director, http[s]://HOST:PORT")
     p.add_argument(
         "--director-cert",
@@ -53,6 +72,10 @@ def parser() -> argparse.ArgumentParser:
         " (default: the user name)",
     )
     p.add_argument("--priority", type=int, default=0, help="election priority (higher wins)")
+
+
+def _add_control(p: argparse.ArgumentParser) -> None:
+    """The control socket and who may use it."""
     p.add_argument("--socket", metavar="PATH", help="control socket path")
     p.add_argument(
         "--control-uid",
@@ -72,11 +95,10 @@ def parser() -> argparse.ArgumentParser:
         help="a group (number or name) whose members (primary or supplementary group) may"
         " use the control socket; repeatable",
     )
-    secret = p.add_mutually_exclusive_group(required=True)
-    secret.add_argument("--secret-file", metavar="PATH", help="file holding the group secret")
-    secret.add_argument(
-        "--insecure", action="store_true", help="run without a group secret (anyone may join)"
-    )
+
+
+def _add_tuning(p: argparse.ArgumentParser) -> None:
+    """Timers, logging and the flood limits."""
     p.add_argument("--profile", choices=sorted(PROFILES), default="lan", help="timer profile")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
@@ -88,6 +110,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--flood-burst", type=int, metavar="N", help="messages at once above the rate (default 50)"
     )
+
+
+def _add_irc(p: argparse.ArgumentParser) -> None:
+    """The IRC gateway."""
     p.add_argument(
         "--irc",
         metavar="HOST:PORT",
@@ -104,93 +130,55 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let --irc listen on an address other hosts can reach (logged as a warning)",
     )
-    p.add_argument(
-        "--bench-trace",
-        action="store_true",
-        help="benchmarks only: print a JSON line with a monotonic timestamp per delivery",
-    )
-    return p
+
+
+class UsageError(Exception):
+    """A command line chatd cannot run with; the message says why (exit code 2)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     chat_log.configure(args.log_level)
     try:
-        director = check_base_url(args.director)
-        keyring = None if args.insecure else load_keyring(args.secret_file)
-        director_cert = None
-        if args.director_cert is not None:
-            if director.scheme != "https":
-                raise DirectorError("--director-cert needs an https:// --director URL")
-            director_cert = load_director_cert(args.director_cert)
-    except (DirectorError, SecretError) as exc:
+        options, config = options_from(args)
+    except (UsageError, DirectorError, SecretError, IrcOptionError) as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return 2
-    scheme = "ws" if args.insecure else "wss"
-    if args.advertise is not None:
-        if not args.advertise.startswith(f"{scheme}://"):
-            mode = (
-                "runs --insecure (plain websockets)"
-                if args.insecure
-                else "has a group secret (TLS)"
-            )
-            print(
-                f"chatd: --advertise {args.advertise}: this node {mode}, so its address"
-                f" starts with {scheme}://",
-                file=sys.stderr,
-            )
-            return 2
-        problem = advertise_problem(args.advertise, scheme)
-        if problem is not None:
-            print(f"chatd: --advertise {args.advertise}: {problem}", file=sys.stderr)
-            return 2
-    elif is_wildcard(args.host):
-        # The listen address would be advertised, and no peer can dial a wildcard.
-        print(
-            f"chatd: --host {args.host} listens on every address of this host: give"
-            f" --advertise {scheme}://ADDRESS:PORT, the address peers should dial",
-            file=sys.stderr,
-        )
-        return 2
-    if not 0 <= args.port <= 65535:
-        print(f"chatd: port {args.port} is out of range", file=sys.stderr)
-        return 2
+    try:
+        return trio.run(run_chatd, options, config, chat_log.get_logger())
+    except BaseException as exc:
+        fatal = find_fatal(exc)
+        if fatal is None:
+            raise
+        print(f"chatd: {fatal}", file=sys.stderr)
+        return fatal.exit_code
+
+
+def options_from(args: argparse.Namespace) -> tuple[Options, Config]:
+    """The node's options and timer profile from its command line, each value checked;
+    raises ``UsageError`` (or the error of the file it could not load) on the first
+    problem, in the order of the checks below."""
+    director = check_base_url(args.director)
+    keyring = None if args.insecure else load_keyring(args.secret_file)
+    director_cert = None
+    if args.director_cert is not None:
+        if director.scheme != "https":
+            raise DirectorError("--director-cert needs an https:// --director URL")
+        director_cert = load_director_cert(args.director_cert)
+    _check_addresses(args)
     if not MIN_PRIORITY <= args.priority <= MAX_PRIORITY:
-        print(f"chatd: priority {args.priority} is outside a 32-bit integer", file=sys.stderr)
-        return 2
-    config = PROFILES[args.profile]
-    if args.flood_rate is not None:
-        if not args.flood_rate > 0:
-            print("chatd: --flood-rate must be positive", file=sys.stderr)
-            return 2
-        config = attrs.evolve(config, flood_rate=args.flood_rate)
-    if args.flood_burst is not None:
-        if args.flood_burst < 1:
-            print("chatd: --flood-burst must be at least 1", file=sys.stderr)
-            return 2
-        config = attrs.evolve(config, flood_burst=args.flood_burst)
-    irc = None
-    if args.irc is not None:
-        try:
-            host, port = parse_address(args.irc, args.irc_allow_remote)
-            irc = IrcSettings(host, port, load_password(args.irc_password_file))
-        except IrcOptionError as exc:
-            print(f"chatd: {exc}", file=sys.stderr)
-            return 2
-    elif args.irc_password_file is not None or args.irc_allow_remote:
-        print("chatd: --irc-password-file and --irc-allow-remote need --irc", file=sys.stderr)
-        return 2
+        raise UsageError(f"priority {args.priority} is outside a 32-bit integer")
+    config = _config(args)
+    irc = _irc(args)
     if args.name is not None and (problem := name_problem(args.name)) is not None:
-        print(f"chatd: --name: {problem}", file=sys.stderr)
-        return 2
-    name = args.name if args.name is not None else _default_name()
+        raise UsageError(f"--name: {problem}")
     options = Options(
         director=args.director,
         director_cert=director_cert,
         host=args.host,
         port=args.port,
         advertise=args.advertise,
-        name=name,
+        name=args.name if args.name is not None else _default_name(),
         priority=args.priority,
         socket=resolve_socket_path(args.socket, os.environ, os.getuid()),
         socket_explicit=bool(args.socket or os.environ.get("CHATD_SOCKET")),
@@ -202,14 +190,58 @@ def main(argv: list[str] | None = None) -> int:
         bench_trace=args.bench_trace,
         irc=irc,
     )
-    try:
-        return trio.run(run_chatd, options, config, chat_log.get_logger())
-    except BaseException as exc:
-        fatal = find_fatal(exc)
-        if fatal is None:
-            raise
-        print(f"chatd: {fatal}", file=sys.stderr)
-        return fatal.exit_code
+    return options, config
+
+
+def _check_addresses(args: argparse.Namespace) -> None:
+    """--advertise (or, without it, --host) is an address peers can dial; --port a port."""
+    scheme = "ws" if args.insecure else "wss"
+    if args.advertise is not None:
+        if not args.advertise.startswith(f"{scheme}://"):
+            mode = (
+                "runs --insecure (plain websockets)"
+                if args.insecure
+                else "has a group secret (TLS)"
+            )
+            raise UsageError(
+                f"--advertise {args.advertise}: this node {mode}, so its address"
+                f" starts with {scheme}://"
+            )
+        problem = advertise_problem(args.advertise, scheme)
+        if problem is not None:
+            raise UsageError(f"--advertise {args.advertise}: {problem}")
+    elif is_wildcard(args.host):
+        # The listen address would be advertised, and no peer can dial a wildcard.
+        raise UsageError(
+            f"--host {args.host} listens on every address of this host: give"
+            f" --advertise {scheme}://ADDRESS:PORT, the address peers should dial"
+        )
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"port {args.port} is out of range")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The --profile's timers, with --flood-rate and --flood-burst when given."""
+    config = PROFILES[args.profile]
+    if args.flood_rate is not None:
+        if not args.flood_rate > 0:
+            raise UsageError("--flood-rate must be positive")
+        config = attrs.evolve(config, flood_rate=args.flood_rate)
+    if args.flood_burst is not None:
+        if args.flood_burst < 1:
+            raise UsageError("--flood-burst must be at least 1")
+        config = attrs.evolve(config, flood_burst=args.flood_burst)
+    return config
+
+
+def _irc(args: argparse.Namespace) -> IrcSettings | None:
+    """The IRC gateway's settings, None without --irc."""
+    if args.irc is not None:
+        host, port = parse_address(args.irc, args.irc_allow_remote)
+        return IrcSettings(host, port, load_password(args.irc_password_file))
+    if args.irc_password_file is not None or args.irc_allow_remote:
+        raise UsageError("--irc-password-file and --irc-allow-remote need --irc")
+    return None
 
 
 def _uid(value: str) -> int:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import trio
 from attrs import frozen
-from structlog.typing import FilteringBoundLogger
 
 from chat.auth import Keyring, SecretError, load_keyring
 from chat.exits import EXIT_LISTEN, Fatal
 from chat.identity import Identity
+from chat.log import Logger
 from chat.notify import sd_notify, start_service_tasks
 from chat.wire import IrcView, MemberRecord, Message
 from chatd.config import Config
@@ -57,7 +57,7 @@ class Options:
     irc: IrcSettings | None = None  # --irc: the IRC gateway (off by default)
 
 
-async def run_chatd(options: Options, config: Config, log: FilteringBoundLogger) -> int:
+async def run_chatd(options: Options, config: Config, log: Logger) -> int:
     ident = Identity.generate()
     log = log.bind(**{"node-id": ident.node_id, "name": options.name})
     if options.keyring is None:
@@ -115,7 +115,7 @@ async def _start_node(
     nursery: trio.Nursery,
     options: Options,
     config: Config,
-    log: FilteringBoundLogger,
+    log: Logger,
     ident: Identity,
     transport: WebSocketTransport,
     director: DirectorClient,

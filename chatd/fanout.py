@@ -7,14 +7,14 @@ from collections.abc import Callable
 from typing import Literal, overload
 
 import trio
-from structlog.typing import FilteringBoundLogger
 
+from chat.log import Logger
 from chat.wire import Message
 from chatd.core.presence import Presence
 
 
 class Fanout:
-    def __init__(self, queue_items: int, log: Callable[[], FilteringBoundLogger]) -> None:
+    def __init__(self, queue_items: int, log: Callable[[], Logger]) -> None:
         self._queue_items = queue_items
         self._log = log
         # Each subscriber's queue, its on_drop, and whether it takes presence events too.

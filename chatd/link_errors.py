@@ -7,12 +7,24 @@ error in a ``BrokenResourceError``; the innermost errno or SSL reason says it be
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import ssl
 
 import trio
 from trio_websocket import ConnectionRejected, ConnectionTimeout, HandshakeError
+
+from chatd.channel import (
+    CLOSED,
+    NO_ROUTE,
+    NOT_RESOLVED,
+    OTHER,
+    REFUSED,
+    TIMED_OUT,
+    TLS_FAILED,
+    UPGRADE_REFUSED,
+)
 
 _CLOSED_IN_HANDSHAKE = (
     "the peer closed the connection during the TLS handshake (it may not trust this node's"
@@ -90,6 +102,50 @@ def dial_failure(exc: BaseException, *, tls: bool = False) -> str:
             " does not hold this node's first secret)"
         )
     return str(exc) or type(exc).__name__
+
+
+def dial_failure_reason(exc: BaseException, *, tls: bool = False) -> str:
+    """Which of ``chatd.channel.REASONS`` a dial failure is, from the error's type and
+    errno (the words of ``dial_failure`` say the same at length)."""
+    if isinstance(exc, ConnectionRejected):
+        return UPGRADE_REFUSED
+    if isinstance(exc, ConnectionTimeout | trio.TooSlowError):
+        return TIMED_OUT
+    if tls and ssl_error(exc) is not None:
+        return TLS_FAILED
+    if isinstance(exc, HandshakeError) and exc.__cause__ is not None:
+        return dial_failure_reason(exc.__cause__, tls=tls)
+    if isinstance(exc, OSError):
+        found = {_errno_reason(leaf) for leaf in os_errors(exc)}
+        # Of the addresses a name resolves to, the most telling answer: a host that
+        # refused was reached, one that never answered may be behind a firewall.
+        for reason in (REFUSED, TIMED_OUT, NO_ROUTE, NOT_RESOLVED, CLOSED):
+            if reason in found:
+                return reason
+    if isinstance(exc, trio.BrokenResourceError | HandshakeError):
+        return TLS_FAILED if tls else CLOSED
+    return OTHER
+
+
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: REFUSED,
+    errno.ETIMEDOUT: TIMED_OUT,
+    errno.EHOSTUNREACH: NO_ROUTE,
+    errno.ENETUNREACH: NO_ROUTE,
+    errno.EHOSTDOWN: NO_ROUTE,
+    errno.ENETDOWN: NO_ROUTE,
+    errno.ECONNRESET: CLOSED,
+    errno.ECONNABORTED: CLOSED,
+    errno.EPIPE: CLOSED,
+}
+
+
+def _errno_reason(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):  # its errno is a resolver code, not an errno
+        return NOT_RESOLVED
+    if isinstance(exc, TimeoutError):
+        return TIMED_OUT
+    return _ERRNO_REASONS.get(exc.errno or 0, OTHER)
 
 
 def os_errors(exc: BaseException) -> list[OSError]:

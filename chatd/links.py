@@ -130,8 +130,10 @@ class Links:
                         backoff = config.dial_backoff_min
                         await self._run_link(channel, hello)
                 except (ConnectError, HandshakeFailed, ChannelClosed) as exc:
+                    # ``cause``: a few fixed words (refused, timed out, ...) to count by.
+                    cause = exc.reason if isinstance(exc, ConnectError) else "handshake failed"
                     self.runtime.log.warning(
-                        "peer.dial_failed", peer=peer, address=address, reason=str(exc)
+                        "peer.dial_failed", peer=peer, address=address, reason=str(exc), cause=cause
                     )
                 await trio.sleep(backoff * (0.5 + self.rng.random()))
                 backoff = min(backoff * 2, config.dial_backoff_max)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from structlog.typing import FilteringBoundLogger
 
+from chat.log import Logger
 from chatd.core.abuse import TokenBucket
 
 
@@ -18,7 +18,7 @@ class LogLimiter:
     become its megaphone. The next line logged says how many were left out.
     """
 
-    def __init__(self, log: FilteringBoundLogger, burst: float = 20, rate: float = 2) -> None:
+    def __init__(self, log: Logger, burst: float = 20, rate: float = 2) -> None:
         self._log = log
         self._burst = burst
         self._rate = rate

@@ -24,9 +24,9 @@ from typing import Any, Literal, overload
 
 import trio
 from attrs import evolve
-from structlog.typing import FilteringBoundLogger
 
 from chat.auth import Keyring
+from chat.log import Logger
 from chat.wire import Message, encode_frame
 from chat.wire.bounds import MAX_MEMBERS
 from chatd.config import Config
@@ -71,7 +71,7 @@ class Runtime:
         keyring: Keyring | None,
         config: Config,
         rng: random.Random,
-        log: FilteringBoundLogger,
+        log: Logger,
         wallclock: Callable[[], str] = utc_timestamp,
     ) -> None:
         self.node = node
@@ -93,7 +93,7 @@ class Runtime:
         self.on_deliver: Callable[[Message], None] | None = None
 
     @property
-    def log(self) -> FilteringBoundLogger:
+    def log(self) -> Logger:
         """The shell's logger, with the current term bound."""
         return self._log.bind(term=self.node.term)
 

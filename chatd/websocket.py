@@ -1,4 +1,5 @@
-"""The websocket over a dialed stream, and trio-websocket's two blind spots worked around.
+"""A ``Channel`` over a websocket, the websocket over a dialed stream, and trio-websocket's
+two blind spots worked around.
 
 trio-websocket runs its reader in a nursery it is given, waits for the opening handshake
 without noticing that the reader ended (a broken stream, an SSL alert), and swallows the
@@ -9,12 +10,20 @@ its callers the exception that matters as itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import cast
 
 import trio
-from trio_websocket import HandshakeError, WebSocketConnection, wrap_client_stream
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+)
+
+from chatd.channel import ChannelClosed
 
 # trio-websocket's own reader queues this many messages before it stops reading; ours
 # drains it continuously, so a small queue is enough.
@@ -23,6 +32,56 @@ WS_QUEUE = 16
 CONNECT_TIMEOUT = 5.0
 # How long closing a websocket may wait for the peer's close frame.
 DISCONNECT_TIMEOUT = 2.0
+
+
+class WebSocketChannel:
+    """A ``chatd.channel.Channel`` over a trio-websocket connection, dialed or accepted."""
+
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        remote: str,
+        deadline: float = math.inf,
+        on_authenticated: Callable[[], None] | None = None,
+        *,
+        peer_key: bytes | None = None,
+        cipher: str | None = None,
+    ) -> None:
+        self._ws = ws
+        self.remote = remote
+        self.deadline = deadline
+        self._on_authenticated = on_authenticated
+        self.peer_key = peer_key
+        self.cipher = cipher
+
+    def authenticated(self) -> None:
+        self.deadline = math.inf
+        if self._on_authenticated is not None:
+            self._on_authenticated()
+            self._on_authenticated = None
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._ws.send_message(data)
+        except ConnectionClosed as exc:
+            raise ChannelClosed(_reason(exc)) from None
+
+    async def receive(self) -> bytes:
+        try:
+            data = await self._ws.get_message()
+        except ConnectionClosed as exc:
+            raise ChannelClosed(_reason(exc)) from None
+        return data.encode() if isinstance(data, str) else bytes(data)
+
+    async def aclose(self) -> None:
+        await self._ws.aclose()
+
+
+def _reason(exc: ConnectionClosed) -> str:
+    reason = exc.reason
+    if reason is None:
+        return "closed"
+    return f"{reason.name} ({reason.code}){': ' + reason.reason if reason.reason else ''}"
 
 
 @asynccontextmanager

@@ -56,6 +56,14 @@ def _strict(kind: type, check: Callable[[Any], bool]) -> Callable[[Any, Any], An
 
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
+    _strict_scalars(conv)
+    _bounded_collections(conv)
+    _attrs_classes(conv)
+    return conv
+
+
+def _strict_scalars(conv: cattrs.Converter) -> None:
+    """str, int, bool and float as themselves only: no coercion (an int is a float)."""
     conv.register_structure_hook(str, _strict(str, lambda v: isinstance(v, str)))
     conv.register_structure_hook(
         int, _strict(int, lambda v: isinstance(v, int) and not isinstance(v, bool))
@@ -69,6 +77,10 @@ def _make_converter() -> cattrs.Converter:
             else _strict(float, lambda _v: False)(v, None)
         ),
     )
+
+
+def _bounded_collections(conv: cattrs.Converter) -> None:
+    """Lists and objects of the right JSON kind, at most ``MAX_COLLECTION`` long."""
 
     def list_hook(tp: Any) -> Callable[[Any, Any], Any]:
         (elem,) = typing.get_args(tp)
@@ -100,10 +112,14 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(lambda t: _origin(t) is list, list_hook)
     conv.register_structure_hook_factory(lambda t: _origin(t) is dict, dict_hook)
 
+
+def _attrs_classes(conv: cattrs.Converter) -> None:
+    """attrs classes as JSON objects with wire names (``node-id``), no unknown keys."""
+
     def renames(cls: type) -> dict[str, Any]:
         return {a.name: override(rename=_wire_name(a.name)) for a in attrs.fields(cls)}
 
-    def structure_factory(cls: type) -> Any:
+    def structure_factory(cls: type) -> Callable[[Any, Any], Any]:
         if not isinstance(cls, type):
             raise TypeError(f"cannot structure {cls!r}")
 
@@ -121,7 +137,6 @@ def _make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: make_dict_unstructure_fn(cls, conv, **renames(cls))
     )
-    return conv
 
 
 converter = _make_converter()

@@ -30,18 +30,11 @@ from typing import Any
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.filters import Condition
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import InMemoryHistory
-from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-from prompt_toolkit.layout import HSplit, Layout, Window
-from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
-from prompt_toolkit.layout.dimension import Dimension
-from prompt_toolkit.layout.processors import BeforeInput
-from prompt_toolkit.styles import Style
 
-from chat.wire import MAX_TEXT_BYTES, MessageView, PresenceView, Status
-from chatctl.chat import commands
+from chat.wire import MessageView, PresenceView, Status
+from chatctl.chat import commands, window
 from chatctl.chat.complete import ChatCompleter
 from chatctl.chat.connection import Control, Opened
 from chatctl.chat.render import title
@@ -61,19 +54,6 @@ MIN_REDRAW_INTERVAL = 0.05
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 130
-
-STYLE = Style.from_dict(
-    {
-        "status": "reverse",
-        "time": "ansibrightblack",
-        "notice": "ansibrightblack",
-        "info": "",
-        "error": "ansired bold",
-        "pending": "ansibrightblack italic",
-        "action": "italic",
-        "prompt": "bold",
-    }
-)
 
 
 class Link(Enum):
@@ -118,53 +98,21 @@ class ChatSession:
             accept_handler=self._accept,
         )
         self.app: Application[int] = Application(
-            layout=self._layout(),
-            key_bindings=self._keys(),
-            style=STYLE,
+            layout=window.layout(self.screen, self.buffer, self._status_bar, self._prompt),
+            key_bindings=window.key_bindings(
+                self.buffer,
+                self.screen,
+                lambda: self.quit(
+                    EXIT_INTERRUPTED, "interrupted; the node stays in the discussion"
+                ),
+                lambda: self.quit(EXIT_OK, ""),
+            ),
+            style=window.STYLE,
             full_screen=True,
             min_redraw_interval=MIN_REDRAW_INTERVAL,
         )
 
     # -- the screen --
-
-    def _layout(self) -> Layout:
-        status_bar = Window(FormattedTextControl(self._status_bar), height=1, style="class:status")
-        prompt = BeforeInput(self._prompt, style="class:prompt")
-        typing = Window(
-            BufferControl(self.buffer, input_processors=[prompt]),
-            height=Dimension(min=1, max=5),
-            wrap_lines=True,
-            dont_extend_height=True,
-        )
-        discussion = Window(self.screen, wrap_lines=False)
-        return Layout(HSplit([discussion, status_bar, typing]), focused_element=typing)
-
-    def _keys(self) -> KeyBindings:
-        keys = KeyBindings()
-        empty = Condition(lambda: not self.buffer.text)
-
-        @keys.add("c-c")
-        @keys.add("<sigint>")
-        def interrupt(event: KeyPressEvent) -> None:
-            self.quit(EXIT_INTERRUPTED, "interrupted; the node stays in the discussion")
-
-        @keys.add("c-d", filter=empty)
-        def end_of_input(event: KeyPressEvent) -> None:
-            self.quit(EXIT_OK, "")
-
-        @keys.add("pageup")
-        def page_up(event: KeyPressEvent) -> None:
-            self.screen.page_up()
-
-        @keys.add("pagedown")
-        def page_down(event: KeyPressEvent) -> None:
-            self.screen.page_down()
-
-        @keys.add("c-l")
-        def redraw(event: KeyPressEvent) -> None:
-            event.app.renderer.clear()
-
-        return keys
 
     def _status_bar(self) -> StyleAndTextTuples:
         columns = self.app.output.get_size().columns
@@ -358,16 +306,9 @@ class ChatSession:
                 self.transcript.notice("not leaving", at=now())
             return False
         parsed = [commands.parse(line) for line in text.splitlines()]
-        for command in parsed:
-            if isinstance(command, commands.Say):
-                size = len(command.text.encode("utf-8", "surrogatepass"))
-                if size > MAX_TEXT_BYTES:
-                    self.transcript.notice(
-                        f"too long: {size} bytes, the limit is {MAX_TEXT_BYTES} (nothing sent;"
-                        " the text is still in the input line)",
-                        Tone.ERROR,
-                    )
-                    return True
+        if (problem := commands.too_long(parsed)) is not None:
+            self.transcript.notice(problem, Tone.ERROR)
+            return True
         for command in parsed:
             self._run(command)
         return False

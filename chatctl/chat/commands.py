@@ -8,7 +8,11 @@ any other), shown by clients as ``* name ACTION``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from attrs import frozen
+
+from chat.wire import MAX_TEXT_BYTES
 
 ACTION_PREFIX = "/me "
 
@@ -112,6 +116,20 @@ def parse(line: str) -> Command:
         f"unknown command /{shown}: /help lists the commands; "
         f"to send a text starting with '/', type it as //{shown}"
     )
+
+
+def too_long(commands: Iterable[Command]) -> str | None:
+    """Why the lines of one Enter cannot be sent (a text over the wire's limit), or None:
+    then none of them is sent, so that a paste is not sent in part."""
+    for command in commands:
+        if isinstance(command, Say):
+            size = len(command.text.encode("utf-8", "surrogatepass"))
+            if size > MAX_TEXT_BYTES:
+                return (
+                    f"too long: {size} bytes, the limit is {MAX_TEXT_BYTES} (nothing sent;"
+                    " the text is still in the input line)"
+                )
+    return None
 
 
 def help_lines() -> list[str]:

@@ -18,8 +18,6 @@ from typing import Any, TypeVar
 from attrs import frozen
 
 from chat.wire import (
-    DecodeError,
-    ErrorResponse,
     LeaveRequest,
     MemberView,
     MessageView,
@@ -38,21 +36,16 @@ from chat.wire import (
     TailRequest,
     WhoRequest,
     WhoResponse,
-    encode,
-    structure,
-    unstructure,
 )
-from chatctl.client import (
-    MAX_LINE_BYTES,
+from chatctl.errors import (
     ConnectionLost,
     ControlError,
     NoDaemon,
     PermissionDenied,
     ProtocolError,
-    RemoteError,
     Timeout,
-    decode_json_line,
 )
+from chatctl.framing import MAX_LINE_BYTES, answer, decode_as, decode_json_line, request_line
 
 T = TypeVar("T")
 
@@ -91,7 +84,7 @@ class Control:
         return (await self._call(NickRequest(name=name), NickResponse)).name
 
     async def leave(self) -> None:
-        await self._request(_line(LeaveRequest()))
+        await self._request(request_line(LeaveRequest()))
 
     async def events(self, last: int) -> AsyncIterator[Event]:
         """``Opened``, the last ``last`` messages, then each new message and presence event
@@ -99,7 +92,7 @@ class Control:
         otherwise."""
         reader, writer = await self._open()
         try:
-            request = _line(TailRequest(follow=True, last=last, events=True))
+            request = request_line(TailRequest(follow=True, last=last, events=True))
             await self._answer_of(reader, writer, request)
             yield Opened()
             while True:
@@ -109,20 +102,20 @@ class Control:
                 obj = decode_json_line(line)
                 kind = obj.get("kind") if isinstance(obj, dict) else None
                 if kind == "presence":
-                    yield _decode(obj, TaggedPresence).presence
+                    yield decode_as(obj, TaggedPresence).presence
                 elif kind is None and isinstance(obj, dict) and "end" in obj:
-                    _decode(obj, TailEnd)
+                    decode_as(obj, TailEnd)
                     yield NodeLeft()
                     return
                 else:
-                    yield _decode(obj, TaggedMessage).message
+                    yield decode_as(obj, TaggedMessage).message
         finally:
             writer.close()
 
     # -- plumbing --
 
     async def _call(self, request: Request, cls: type[T]) -> T:
-        return _decode(await self._request(_line(request)), cls)
+        return decode_as(await self._request(request_line(request)), cls)
 
     async def _request(self, line: bytes) -> dict[str, Any]:
         reader, writer = await self._open()
@@ -138,7 +131,7 @@ class Control:
             async with asyncio.timeout(self.timeout):
                 writer.write(line)
                 await writer.drain()
-                answer = await self._readline(reader)
+                reply = await self._readline(reader)
         except TimeoutError:
             raise Timeout(
                 f"no answer from chatd at {self.path} within {self.timeout:g} s"
@@ -147,15 +140,9 @@ class Control:
             raise ConnectionLost(
                 f"chatd at {self.path} closed the connection ({exc.strerror or exc})"
             ) from None
-        if answer is None:
+        if reply is None:
             raise ConnectionLost(f"chatd at {self.path} closed the connection without answering")
-        obj = decode_json_line(answer)
-        if not isinstance(obj, dict) or not isinstance(obj.get("ok"), bool):
-            raise ProtocolError('unexpected answer from chatd: not an object with a boolean "ok"')
-        if not obj["ok"]:
-            error = _decode(obj, ErrorResponse).error
-            raise RemoteError(error.code, error.message)
-        return obj
+        return answer(reply)
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
@@ -187,15 +174,3 @@ class Control:
                 f"chatd at {self.path} dropped the connection ({exc.strerror or exc})"
             ) from None
         return line[:-1]
-
-
-def _line(request: Request) -> bytes:
-    # The request classes carry their op as a class constant, not a field.
-    return encode({"op": request.OP, **unstructure(request)}) + b"\n"
-
-
-def _decode(obj: Any, cls: type[T]) -> T:
-    try:
-        return structure(obj, cls)
-    except DecodeError as exc:
-        raise ProtocolError(f"unexpected answer from chatd: {exc}") from None

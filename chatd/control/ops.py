@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import trio
 from attrs import frozen
-from structlog.typing import FilteringBoundLogger
 
+from chat.log import Logger
 from chat.wire import (
     ErrorResponse,
     HistoryRequest,
@@ -72,7 +72,7 @@ class Operations:
     def __init__(
         self,
         runtime: Runtime,
-        log: FilteringBoundLogger,
+        log: Logger,
         limited: LogLimiter,
         irc: IrcView | None,
     ) -> None:

@@ -21,8 +21,8 @@ import socket
 from pathlib import Path
 
 import trio
-from structlog.typing import FilteringBoundLogger
 
+from chat.log import Logger
 from chat.wire import (
     DecodeError,
     ErrorBody,
@@ -52,7 +52,7 @@ class ControlServer:
         self,
         runtime: Runtime,
         path: Path,
-        log: FilteringBoundLogger,
+        log: Logger,
         access: ControlAccess | None = None,
         irc: IrcView | None = None,
     ) -> None:

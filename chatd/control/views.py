@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from chat.names import display_name, display_names
 from chat.wire import (
     IrcView,
@@ -58,9 +60,8 @@ def members_of(runtime: Runtime) -> list[MemberView]:
     for member in snap.members:
         heard = snap.last_heard.get(member.node_id)
         spoke = runtime.last_delivered.get(member.node_id)
-        if member.node_id == snap.node_id:
-            link = "self"
-        else:
+        link: Literal["self", "up", "down"] = "self"
+        if member.node_id != snap.node_id:
             link = "up" if member.node_id in snap.peers else "down"
         views.append(
             MemberView(

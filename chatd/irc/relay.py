@@ -8,7 +8,7 @@ departure's presence event gives its reason (``left``, ``timed out``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chat.wire import Message
 from chatd.core.presence import Presence
@@ -26,7 +26,7 @@ class Relay:
     def __init__(self, session: Session) -> None:
         self.s = session
 
-    async def deliver(self, event: Any) -> None:
+    async def deliver(self, event: Message | Presence) -> None:
         """One thing the node delivered: a message, or a presence event."""
         s = self.s
         if isinstance(event, Message):

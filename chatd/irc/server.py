@@ -11,11 +11,12 @@ import ipaddress
 import secrets
 import socket
 from importlib.metadata import version
-from typing import Any
 
 import trio
 from attrs import field, frozen
 
+from chat.files import TooLarge, read_bounded
+from chat.log import Logger
 from chatd.irc.node import GatewayNode
 from chatd.irc.parse import IrcMessage, format_message
 from chatd.irc.session import Limits, Session
@@ -63,15 +64,14 @@ def load_password(path: str | None) -> str:
     if path is None:
         return secrets.token_urlsafe(18)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PASSWORD_FILE_BYTES + 1)
+        data = read_bounded(path, MAX_PASSWORD_FILE_BYTES)
     except OSError as exc:
         raise IrcOptionError(f"--irc-password-file {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_PASSWORD_FILE_BYTES:
+    except TooLarge:
         raise IrcOptionError(
             f"--irc-password-file {path}: over {MAX_PASSWORD_FILE_BYTES} bytes;"
             " it holds one line, the password"
-        )
+        ) from None
     try:
         password = data.decode("utf-8").split("\n", 1)[0].strip()
     except UnicodeDecodeError:
@@ -96,7 +96,7 @@ def is_loopback(host: str) -> bool:
 
 
 class IrcGateway:
-    def __init__(self, node: GatewayNode, settings: IrcSettings, log: Any) -> None:
+    def __init__(self, node: GatewayNode, settings: IrcSettings, log: Logger) -> None:
         self.node = node
         self.settings = settings
         self.log = log
@@ -105,7 +105,7 @@ class IrcGateway:
         self.clients = 0
         self._version = version("chat")
 
-    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         s = self.settings
         listeners = await trio.open_tcp_listeners(s.port, host=s.host, backlog=64)
         sockname = listeners[0].socket.getsockname()

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import trio
 from attrs import frozen
 
-from chat.wire import DecodeError
+from chat.log import Logger, WarningLog
+from chat.wire import DecodeError, Message
+from chatd.core.presence import Presence
 from chatd.irc import numerics as n
 from chatd.irc.commands import Closed, Commands
 from chatd.irc.nicks import NICKLEN, fold, is_valid_nick
@@ -62,8 +63,8 @@ class Session:
         stream: trio.abc.Stream,
         password: str,
         limits: Limits,
-        log: Any,
-        limited: Any,
+        log: Logger,
+        limited: WarningLog,
         version: str = "",
         remote: str = "",
     ) -> None:
@@ -159,7 +160,9 @@ class Session:
         )
         nursery.start_soon(self._forward, live, self._forward_scope)
 
-    async def _forward(self, live: trio.MemoryReceiveChannel[Any], scope: trio.CancelScope) -> None:
+    async def _forward(
+        self, live: trio.MemoryReceiveChannel[Message | Presence], scope: trio.CancelScope
+    ) -> None:
         with scope, live:
             while True:
                 with trio.move_on_after(RESYNC_INTERVAL) as idle:
@@ -230,6 +233,14 @@ class Session:
         shown = tuple(p if _writable(p) else "*" for p in middle)
         await self.put(format_message(IrcMessage(code, (*shown, last), SERVER)))
 
+    async def need(self, message: IrcMessage, count: int) -> bool:
+        """Whether ``message`` has its first ``count`` parameters, non-empty; if not, the
+        client is told (ERR_NEEDMOREPARAMS)."""
+        if len(message.params) >= count and all(message.params[:count]):
+            return True
+        await self.numeric(n.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
+        return False
+
     async def notice(self, text: str) -> None:
         await self.put(format_message(IrcMessage("NOTICE", (self.nick, text), SERVER)))
 
@@ -257,7 +268,7 @@ class Session:
         if self.registered:
             await self.commands.handle(message)
             return
-        handler: Callable[[IrcMessage], Any] | None = {
+        handler: Callable[[IrcMessage], Awaitable[None]] | None = {
             "CAP": self.commands.cap,
             "PASS": self._on_pass,
             "NICK": self._on_nick,

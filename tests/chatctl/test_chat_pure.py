@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prompt_toolkit.utils import get_cwidth
 
+from chat.wire import MAX_TEXT_BYTES
 from chatctl.chat import commands
 from chatctl.chat.commands import Help, Leave, Nick, Nothing, Quit, Say, ShowStatus, Usage, Who
 from chatctl.chat.complete import candidates
@@ -282,3 +283,16 @@ def test_scrolling_back_holds_the_view_while_lines_arrive() -> None:
 )
 def test_completion(before: str, expected: tuple[list[str], int]) -> None:
     assert candidates(before, ["carol", "Casimir", "bob", "carol"]) == expected
+
+
+def test_a_text_over_the_limit_holds_back_the_whole_paste() -> None:
+    fits: list[commands.Command] = [
+        Say("x" * MAX_TEXT_BYTES),
+        Who(),
+        Say("é" * (MAX_TEXT_BYTES // 2)),
+    ]
+    assert commands.too_long(fits) is None
+    over = Say("é" * (MAX_TEXT_BYTES // 2 + 1))  # bytes count, not characters
+    problem = commands.too_long([Say("hello"), over])
+    assert problem is not None
+    assert problem.startswith(f"too long: {MAX_TEXT_BYTES + 2} bytes, the limit is")

@@ -113,6 +113,7 @@ async def test_an_exception_group_from_an_op_is_answered_internal(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fail)
             nursery.start_soon(fail)
+        raise AssertionError("the nursery raises")
 
     monkeypatch.setattr(control.ops, "answer", fail_twice)
     answers = await ask(path, b'{"op": "status"}\n')
@@ -127,7 +128,7 @@ class FailingCore:
 
     config = LAN
 
-    class node:  # noqa: N801
+    class node:
         role = Role.MEMBER
 
     def send_text(self, text: str) -> None:

@@ -36,7 +36,7 @@ def test_a_crash_is_reported_with_its_input(
             raise KeyError("digest")
         raise DecodeError("fine")
 
-    monkeypatch.setattr(fuzz, "decode_frame", broken)
+    monkeypatch.setattr(fuzz.wire, "decode_frame", broken)
     assert fuzz.main(["--cases", "200", "--seed", "3", "--decoder", "frame"]) == 1
     out, err = capsys.readouterr()
     assert "seed 3" in out
@@ -50,6 +50,6 @@ def test_a_bound_in_the_table_is_enforced(monkeypatch: pytest.MonkeyPatch) -> No
     frame = encode_frame(Heartbeat("n1", 3, {"n1": 7}))
     assert fuzz.check_frame(frame) is not None
     small = fuzz.bound("*.digest{}", lambda count: count < 5, "below 5")
-    monkeypatch.setattr(fuzz, "FRAME_BOUNDS", [*fuzz.FRAME_BOUNDS, small])
+    monkeypatch.setattr(fuzz.wire, "FRAME_BOUNDS", [*fuzz.FRAME_BOUNDS, small])
     with pytest.raises(AssertionError, match=r"heartbeat\.digest\{\} = 7 is not below 5"):
         fuzz.check_frame(frame)

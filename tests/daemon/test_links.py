@@ -23,11 +23,19 @@ class Refusing:
 
     def __init__(self) -> None:
         self.tried: list[str] = []
+        self.attempted = trio.Event()  # set at each attempt, then replaced
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        with trio.fail_after(60):
+            while not condition():
+                await self.attempted.wait()
 
     @asynccontextmanager
     async def open_channel(self, address: str, peer: str | None = None) -> AsyncIterator[Channel]:
         self.tried.append(address)
-        raise ConnectError(f"connection refused by {address}")
+        self.attempted.set()
+        self.attempted = trio.Event()
+        raise ConnectError(f"connection refused by {address}", reason="connection refused")
         yield  # pragma: no cover
 
 
@@ -49,12 +57,6 @@ class Shell:
         self._nursery.start_soon(fn, *args)
 
 
-async def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
-    with trio.fail_after(seconds):
-        while not condition():
-            await trio.sleep(0.01)
-
-
 def links_over(nursery: trio.Nursery, transport: Refusing) -> Links:
     runtime = cast(Runtime, Shell(nursery))
     return Links(runtime, cast(Transport, transport), random.Random(1))
@@ -68,7 +70,7 @@ async def test_a_wanted_peer_is_dialed_until_undialed(
         links = links_over(nursery, transport)
         links.dial("bob", "ws://10.0.0.2:1")
         links.reconcile()
-        await wait_for(lambda: len(transport.tried) >= 3)  # retried after each refusal
+        await transport.until(lambda: len(transport.tried) >= 3)  # retried after each refusal
         links.undial("bob")
         links.reconcile()
         tried = len(transport.tried)
@@ -83,12 +85,12 @@ async def test_a_new_address_replaces_the_old_one(autojump_clock: trio.testing.M
         links = links_over(nursery, transport)
         links.dial("bob", "ws://10.0.0.2:1")
         links.reconcile()
-        await wait_for(lambda: len(transport.tried) >= 1)
+        await transport.until(lambda: len(transport.tried) >= 1)
         links.dial("bob", "ws://10.0.0.3:1")
         links.reconcile()
-        await wait_for(lambda: transport.tried[-1] == "ws://10.0.0.3:1")
+        await transport.until(lambda: transport.tried[-1] == "ws://10.0.0.3:1")
         switched = transport.tried.index("ws://10.0.0.3:1")
-        await wait_for(lambda: len(transport.tried) >= switched + 3)
+        await transport.until(lambda: len(transport.tried) >= switched + 3)
         assert set(transport.tried[switched:]) == {"ws://10.0.0.3:1"}
         nursery.cancel_scope.cancel()
 
@@ -102,7 +104,7 @@ def test_dialing_twice_starts_one_dialer() -> None:
             links.reconcile()
             links.dial("bob", "ws://10.0.0.2:1")
             links.reconcile()
-            await wait_for(lambda: len(transport.tried) >= 1)
+            await transport.until(lambda: len(transport.tried) >= 1)
             await trio.testing.wait_all_tasks_blocked()
             assert transport.tried == ["ws://10.0.0.2:1"]  # one attempt, then its backoff
             nursery.cancel_scope.cancel()

@@ -30,8 +30,8 @@ from chat.auth import Keyring, handshake_material
 from chat.exits import EXIT_SECRET_REFUSED
 from chat.identity import Identity
 from chat.wire import PROTOCOL_VERSION, Auth, Hello, encode_frame
+from chatd.peer_port import REFUSED_PLAINTEXT, REFUSED_TLS_FAILED
 from chatd.tls import peer_tls
-from chatd.transport import REFUSED_PLAINTEXT, REFUSED_TLS_FAILED
 from tests.e2e.harness import (
     DEFAULT_SECRET,
     DEFAULT_TIMEOUT,

@@ -23,7 +23,7 @@ import pytest
 from attrs import define
 
 from chatd.config import LAN
-from chatd.transport import REFUSED_PLAINTEXT, stalled_reason
+from chatd.peer_port import REFUSED_PLAINTEXT, stalled_reason
 from tests.e2e.harness import (
     DEFAULT_TIMEOUT,
     Cluster,

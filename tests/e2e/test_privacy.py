@@ -41,7 +41,7 @@ from chat_testing.relay import (
     outsider,
     websocket_payloads,
 )
-from chatd.transport import REFUSED_PLAINTEXT, REFUSED_TLS, TLS_HANDSHAKE_RECORD
+from chatd.peer_port import REFUSED_PLAINTEXT, REFUSED_TLS, TLS_HANDSHAKE_RECORD
 from tests.e2e.harness import (
     DEFAULT_SECRET,
     DEFAULT_TIMEOUT,

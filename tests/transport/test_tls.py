@@ -23,8 +23,9 @@ from chat.auth import (
     peer_proof,
 )
 from chat.identity import Identity, fingerprint
-from chatd import transport as transport_module
+from chatd import tally
 from chatd.__main__ import main as chatd_main
+from chatd.peer_port import REFUSED_PLAINTEXT, REFUSED_TLS, REFUSED_TLS_FAILED
 from chatd.tls import (
     certificate_key,
     certificate_node_id,
@@ -33,9 +34,6 @@ from chatd.tls import (
     peer_tls,
 )
 from chatd.transport import (
-    REFUSED_PLAINTEXT,
-    REFUSED_TLS,
-    REFUSED_TLS_FAILED,
     Channel,
     ChannelClosed,
     ConnectError,
@@ -49,7 +47,7 @@ S2 = b"second-group-secret-012345678"
 
 @pytest.fixture(autouse=True)
 def report_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport_module, "REPORT_INTERVAL", 0.1)
+    monkeypatch.setattr(tally, "REPORT_INTERVAL", 0.1)
 
 
 # The keyring ------------------------------------------------------------------------------

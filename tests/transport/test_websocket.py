@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,8 +16,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, HandshakeError, open_websocket_url
 
-from chatd import transport as transport_module
-from chatd.link_errors import dial_failure
+from chatd import channel, tally, websocket
+from chatd.link_errors import dial_failure, dial_failure_reason
 from chatd.transport import Channel, ConnectError, Handler, WebSocketTransport
 
 
@@ -34,6 +35,83 @@ async def test_a_refused_dial_says_why() -> None:
         async with transport.open_channel(address):
             pass
     assert str(caught.value) == f"cannot reach {address}: connection refused"
+    assert caught.value.reason == channel.REFUSED
+
+
+async def test_a_dial_nobody_answers_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel completes the TCP handshake of a listener that never accepts, and then
+    nothing answers the upgrade: the dial says it timed out, not that it was refused."""
+    monkeypatch.setattr(websocket, "CONNECT_TIMEOUT", 0.2)
+    transport = WebSocketTransport("127.0.0.1", 0, 1 << 20)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        address = f"ws://127.0.0.1:{silent.getsockname()[1]}/"
+        with trio.fail_after(5), pytest.raises(ConnectError) as caught:
+            async with transport.open_channel(address):
+                pass
+    assert caught.value.reason == channel.TIMED_OUT
+    assert str(caught.value) == f"cannot reach {address}: timed out"
+
+
+async def test_a_dial_to_no_websocket_address_is_a_bad_address() -> None:
+    transport = WebSocketTransport("127.0.0.1", 0, 1 << 20)
+    with pytest.raises(ConnectError) as caught:
+        async with transport.open_channel("http://127.0.0.1:1/"):
+            pass
+    assert caught.value.reason == channel.BAD_ADDRESS
+
+
+def test_a_connect_error_always_carries_a_known_reason() -> None:
+    with pytest.raises(ValueError, match="not a dial failure reason"):
+        ConnectError("cannot reach ws://h:1/", reason="")
+
+
+def _all_attempts_failed(*errnos: int) -> OSError:
+    """As trio's open_tcp_stream raises it: one OSError, caused by a group of attempts."""
+    group = ExceptionGroup("attempts", [OSError(e, os.strerror(e)) for e in errnos])
+    exc = OSError("all attempts to connect to h:1 failed")
+    exc.__cause__ = group
+    return exc
+
+
+def _wrapped(cause: BaseException, outer: BaseException) -> BaseException:
+    outer.__cause__ = cause
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("exc", "tls", "reason"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), False, channel.REFUSED),
+        (trio.TooSlowError(), False, channel.TIMED_OUT),
+        (OSError(errno.ETIMEDOUT, "timed out"), False, channel.TIMED_OUT),
+        (OSError(errno.EHOSTUNREACH, "no route to host"), False, channel.NO_ROUTE),
+        (OSError(errno.ENETUNREACH, "network is unreachable"), False, channel.NO_ROUTE),
+        (socket.gaierror(-2, "Name or service not known"), False, channel.NOT_RESOLVED),
+        (ConnectionRejected(404, (), b""), False, channel.UPGRADE_REFUSED),
+        (_all_attempts_failed(errno.EHOSTUNREACH, errno.ECONNREFUSED), False, channel.REFUSED),
+        (_all_attempts_failed(errno.ENETUNREACH), False, channel.NO_ROUTE),
+        (
+            _wrapped(ConnectionRefusedError(errno.ECONNREFUSED, "x"), HandshakeError()),
+            False,
+            channel.REFUSED,
+        ),
+        (
+            _wrapped(ssl.SSLError(1, "CERTIFICATE_VERIFY_FAILED"), trio.BrokenResourceError()),
+            True,
+            channel.TLS_FAILED,
+        ),
+        (trio.BrokenResourceError(), True, channel.TLS_FAILED),
+        (trio.BrokenResourceError(), False, channel.CLOSED),
+        (OSError(errno.ECONNRESET, "reset"), False, channel.CLOSED),
+        (OSError(), False, channel.OTHER),
+    ],
+)
+def test_a_dial_failure_reason_tells_the_kinds_apart(
+    exc: BaseException, tls: bool, reason: str
+) -> None:
+    assert dial_failure_reason(exc, tls=tls) == reason
 
 
 @pytest.mark.parametrize(
@@ -59,7 +137,7 @@ def test_a_dial_failure_is_never_empty(exc: BaseException, reason: str) -> None:
 
 @pytest.fixture(autouse=True)
 def report_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport_module, "REPORT_INTERVAL", 1.0)
+    monkeypatch.setattr(tally, "REPORT_INTERVAL", 1.0)
 
 
 class RecordingLog:
