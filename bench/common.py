@@ -1,26 +1,21 @@
-"""Shared pieces of the benchmark: child processes, delivery tracking, /proc readings, stats.
+"""Shared pieces of the benchmark: delivery tracking, payloads, /proc readings, stats.
 
-Every child is stopped by whoever started it (``Child.stop``: SIGTERM, then SIGKILL); every
-wait has a deadline.
+Child processes are ``chat_testing.process.Process`` objects, each stopped by whoever
+started it (SIGTERM, then SIGKILL); every wait has a deadline.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 Result = dict[str, Any]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -28,70 +23,6 @@ PAYLOAD_BYTES = 200
 # chatd flags that lift the flood limit: benchmarks measure the system, not the limit a
 # user is held to (README: Trust model).
 UNLIMITED = ["--flood-rate", "1000000", "--flood-burst", "1000000"]
-
-
-class Child:
-    """A child process whose stdout lines go to ``on_line`` (in a reader thread)."""
-
-    def __init__(
-        self,
-        label: str,
-        argv: Sequence[str],
-        on_line: Callable[[bytes], None] | None = None,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        self.label = label
-        self.lines: list[bytes] = []  # lines that on_line did not consume (logs), capped
-        self._on_line = on_line
-        self.popen = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-        )
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def _pump(self) -> None:
-        assert self.popen.stdout is not None
-        with self.popen.stdout as stream:
-            for raw in stream:
-                if self._on_line is not None:
-                    self._on_line(raw)
-                if b'"bench.delivered"' not in raw and len(self.lines) < 10_000:
-                    self.lines.append(raw)
-
-    def wait_line(self, needle: bytes, timeout: float) -> bytes:
-        """The first kept stdout line containing ``needle``, waiting for it."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while time.monotonic() < deadline:
-            for line in self.lines[seen:]:
-                if needle in line:
-                    return line
-            seen = len(self.lines)
-            if self.popen.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.02)
-        tail = b"".join(self.lines[-10:]).decode(errors="replace")
-        raise TimeoutError(f"{self.label}: no {needle!r} within {timeout:g}s\n{tail}")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._reader.join(5)
 
 
 class Tracker:

@@ -16,7 +16,8 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
 
-from bench.common import ROOT, Child, Result, payload, summary
+from bench.common import ROOT, Result, payload, summary
+from chat_testing.process import Process
 
 
 def _serve_tcp() -> None:
@@ -83,15 +84,16 @@ async def _ws_client(port: int, count: int) -> list[float]:
 
 def measure(kind: str, count: int, warmup: int = 200) -> Result:
     """Round trips against an echo server child; the warm-up ones are dropped."""
-    server = Child(f"floor-{kind}", [sys.executable, "-m", "bench.floor", kind], cwd=ROOT)
+    argv = [sys.executable, "-m", "bench.floor", kind]
+    server = Process(f"floor-{kind}", argv, cwd=ROOT, max_lines=10_000)
     try:
-        port = int(server.wait_line(b"", 20).strip())
+        port = int(server.wait_line("", 20).strip())
         if kind == "tcp":
             rtts = _tcp_client(port, count + warmup)
         else:
             rtts = trio.run(_ws_client, port, count + warmup)
     finally:
-        server.stop(5)
+        server.terminate(5)
     rtts = rtts[warmup:]
     return {"kind": kind, "round_trips": len(rtts), "rtt": summary(rtts), "rtts": rtts}
 

@@ -20,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 
-from bench.common import Child, Tracker, free_port, payload
+from bench.common import Tracker, free_port, payload
+from chat_testing.process import Process
+from chat_testing.waiting import GaveUp, wait_until
 
 CHANNEL = "#bench"
 OPER = ("bench", "bench-oper-pw")
@@ -123,7 +125,7 @@ class IrcGroup:
         exe = shutil.which("ngircd")
         if exe is None:
             raise RuntimeError("ngircd is not installed (bench/setup.sh)")
-        self.server = Child("ngircd", [exe, "-n", "-f", str(conf)])
+        self.server = Process("ngircd", [exe, "-n", "-f", str(conf)], max_lines=10_000)
         self._reader: threading.Thread | None = None
         try:
             self._wait_listening()
@@ -140,14 +142,16 @@ class IrcGroup:
             raise
 
     def _wait_listening(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5):
-                return
-            if self.server.popen.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("ngircd did not start:\n" + b"".join(self.server.lines).decode())
+        def listening() -> bool:
+            if not self.server.alive:
+                raise GaveUp("ngircd exited")
+            with socket.create_connection(("127.0.0.1", self.port), 0.5):
+                return True
+
+        try:
+            wait_until(listening, timeout, "ngircd to listen")
+        except AssertionError as exc:  # WaitTimeout or GaveUp
+            raise RuntimeError(f"ngircd did not start ({exc}):\n{self.server.describe()}") from None
 
     def _read(self) -> None:
         sel = selectors.DefaultSelector()
@@ -195,7 +199,7 @@ class IrcGroup:
         for client in self.clients:
             with suppress(OSError):
                 client.sock.close()
-        self.server.stop(10.0)
+        self.server.terminate(10.0)
         self._dir.cleanup()
 
     def __enter__(self) -> IrcGroup:

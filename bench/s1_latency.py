@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from bench.chat import ChatCluster
+from bench.chat_cluster import ChatCluster
 from bench.common import Result, ratio, sample
 from bench.floor import measure
 from bench.irc import IrcGroup

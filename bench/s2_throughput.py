@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.chat import ChatCluster
+from bench.chat_cluster import ChatCluster
 from bench.common import Result, ratio
 from bench.irc import IrcGroup
 from bench.load import run_window

@@ -22,7 +22,10 @@ from typing import Any
 
 from bench.common import UNLIMITED, cpu_seconds
 from bench.s3_overlay import main
-from tests.e2e.harness import Cluster, ControlClient, Node, stop
+from chat_testing.control import ControlClient
+from chat_testing.process import stop
+from chat_testing.processes import Cluster, Node
+from chat_testing.waiting import WaitTimeout, wait_until
 
 SIZES = (0, 1_000, 10_000, 100_000)
 QUICK_SIZES = (0, 1_000, 10_000)
@@ -58,13 +61,14 @@ def fill(sock: Path, start: int, target: int, deadline: float) -> int:
 
 
 def wait_coordinator(node: Node, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def coordinating() -> bool:
         with ControlClient(node.socket) as client:
-            if client.request("status")["status"]["role"] == "coordinator":
-                return
-        time.sleep(POLL_S)
-    raise RuntimeError(f"node A did not start the discussion\n{node.describe()}")
+            return bool(client.request("status")["status"]["role"] == "coordinator")
+
+    try:
+        wait_until(coordinating, timeout, "node A to start the discussion", POLL_S)
+    except WaitTimeout as exc:
+        raise RuntimeError(f"{exc}\n{node.describe()}") from None
 
 
 def history_bytes(sock: Path) -> int:
@@ -130,6 +134,48 @@ def measure_join(
     }
 
 
+def join_row(cluster: Cluster, director: str, origin: Node, i: int, size: int) -> dict[str, Any]:
+    """One fresh joiner of a discussion holding ``size`` messages, and what it cost A."""
+    size_bytes = history_bytes(origin.socket)
+    row: dict[str, Any] = {"messages": size, "history_mb": round(size_bytes / 1e6, 2)}
+    row.update(measure_join(cluster, director, f"b{i}", size))
+    row["repairs_sent_by_a"] = sum(
+        int(e.get("messages", 0))
+        for e in origin.find_events("repair.sent", peer=row.pop("node_id"))
+    )
+    row["mb_per_s_join_log"] = (
+        round(size_bytes / 1e6 / row["join_log_s"], 2) if size and row["join_log_s"] else None
+    )
+    row["mb_per_s_end_to_end"] = (
+        round(size_bytes / 1e6 / row["process_to_history_s"], 2) if size else None
+    )
+    return row
+
+
+def method(count: int, fill_time: float) -> list[str]:
+    """How the figures were taken."""
+    return [
+        "Real processes on 127.0.0.1: chat-director --insecure --startup-grace 0 and "
+        "chatd --insecure --profile lan; the history is filled on node A through one "
+        f"control-socket connection ({PIPELINE} pipelined sends of {TEXT_BYTES}-byte texts "
+        f"at a time): {count} messages in {fill_time:.1f} s "
+        f"({count / fill_time if fill_time else 0:.0f} messages/s, A logs message.sent each).",
+        "process_to_history_s (the headline): host monotonic clock from the joiner's process "
+        "start to its status (polled every 10 ms on its control socket) reporting role "
+        "member and the whole history; it includes Python start-up (startup_s: start to "
+        "node.ready, from the log's wall-clock timestamp).",
+        "join_log_s: join.started to join.completed in the joiner's log (ISO timestamps, "
+        "ms resolution): asking the coordinator, receiving the history, then the "
+        "membership.",
+        "history_mb: the history as compact JSON of the control protocol's message objects "
+        "(the wire frames carry the same fields plus a signature); mb_per_s_* = history_mb "
+        "/ the matching duration.",
+        "joiner_cpu_s: the joiner's utime+stime from its start to its stop, Python start-up "
+        "included; less disturbed than the durations by other load on the machine.",
+        "A fresh joiner per size; each is stopped (SIGTERM) before the next fill.",
+    ]
+
+
 def run(quick: bool) -> dict[str, Any]:
     sizes = QUICK_SIZES if quick else SIZES
     rows: list[dict[str, Any]] = []
@@ -158,43 +204,9 @@ def run(quick: bool) -> dict[str, Any]:
                     f"budget ran out ({count / fill_time:.0f} messages/s)."
                 )
                 break
-            size_bytes = history_bytes(origin.socket)
-            row: dict[str, Any] = {"messages": size, "history_mb": round(size_bytes / 1e6, 2)}
-            row.update(measure_join(cluster, director, f"b{i}", size))
-            row["repairs_sent_by_a"] = sum(
-                int(e.get("messages", 0))
-                for e in origin.find_events("repair.sent", peer=row.pop("node_id"))
-            )
-            row["mb_per_s_join_log"] = (
-                round(size_bytes / 1e6 / row["join_log_s"], 2)
-                if size and row["join_log_s"]
-                else None
-            )
-            row["mb_per_s_end_to_end"] = (
-                round(size_bytes / 1e6 / row["process_to_history_s"], 2) if size else None
-            )
-            rows.append(row)
+            rows.append(join_row(cluster, director, origin, i, size))
         stop(origin)
-    notes[:0] = [
-        "Real processes on 127.0.0.1: chat-director --insecure --startup-grace 0 and "
-        "chatd --insecure --profile lan; the history is filled on node A through one "
-        f"control-socket connection ({PIPELINE} pipelined sends of {TEXT_BYTES}-byte texts "
-        f"at a time): {count} messages in {fill_time:.1f} s "
-        f"({count / fill_time if fill_time else 0:.0f} messages/s, A logs message.sent each).",
-        "process_to_history_s (the headline): host monotonic clock from the joiner's process "
-        "start to its status (polled every 10 ms on its control socket) reporting role "
-        "member and the whole history; it includes Python start-up (startup_s: start to "
-        "node.ready, from the log's wall-clock timestamp).",
-        "join_log_s: join.started to join.completed in the joiner's log (ISO timestamps, "
-        "ms resolution): asking the coordinator, receiving the history, then the "
-        "membership.",
-        "history_mb: the history as compact JSON of the control protocol's message objects "
-        "(the wire frames carry the same fields plus a signature); mb_per_s_* = history_mb "
-        "/ the matching duration.",
-        "joiner_cpu_s: the joiner's utime+stime from its start to its stop, Python start-up "
-        "included; less disturbed than the durations by other load on the machine.",
-        "A fresh joiner per size; each is stopped (SIGTERM) before the next fill.",
-    ]
+    notes[:0] = method(count, fill_time)
     return {"scenario": "S4", "title": "Join with a history", "rows": rows, "notes": notes}
 
 

@@ -18,16 +18,8 @@ def _ms(value: Any) -> Any:
     return None if value is None else value * 1000
 
 
-def run(quick: bool) -> dict[str, Any]:
-    script = ROOT / "bench" / "failover.py"
-    if not script.exists():
-        return {
-            "scenario": "S5",
-            "title": "failover",
-            "rows": [],
-            "notes": ["TODO: bench/failover.py is missing"],
-        }
-    runs = 2 if quick else 5
+def run_script(script: Path, runs: int) -> tuple[dict[str, Any], int]:
+    """``failover.py --runs RUNS`` in a child; its JSON report and exit status."""
     with tempfile.TemporaryDirectory(prefix="bench-s5-") as tmp:
         out = Path(tmp) / "failover.json"
         proc = subprocess.run(
@@ -40,8 +32,12 @@ def run(quick: bool) -> dict[str, Any]:
         )
         if not out.exists():
             raise RuntimeError(f"failover.py exited {proc.returncode}: {proc.stderr[-2000:]}")
-        raw = json.loads(out.read_text())
-    rows = []
+        return json.loads(out.read_text()), proc.returncode
+
+
+def rows_of(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per run (times in ms), then the medians."""
+    rows: list[dict[str, Any]] = []
     for r in raw["runs"]:
         if "error" in r:
             rows.append({"run": r["run"], "error": r["error"]})
@@ -71,15 +67,29 @@ def run(quick: bool) -> dict[str, Any]:
             "max_coordinators": med["max_coordinators"],
         }
     )
+    return rows
+
+
+def run(quick: bool) -> dict[str, Any]:
+    script = ROOT / "bench" / "failover.py"
+    if not script.exists():
+        return {
+            "scenario": "S5",
+            "title": "failover",
+            "rows": [],
+            "notes": ["TODO: bench/failover.py is missing"],
+        }
+    runs = 2 if quick else 5
+    raw, returncode = run_script(script, runs)
     notes = [
-        f"bench/failover.py --runs {runs} (exit {proc.returncode}); times from SIGKILL",
+        f"bench/failover.py --runs {runs} (exit {returncode}); times from SIGKILL",
         "references (facts.md): Serf kill -9 -> failed in 5.4-6.5 s; the course project's "
         "survivors agree after 12.7-15.3 s",
     ]
     return {
         "scenario": "S5",
         "title": "coordinator failover (kill -9)",
-        "rows": rows,
+        "rows": rows_of(raw),
         "notes": notes,
         "raw": raw,
     }

@@ -9,7 +9,7 @@ import statistics
 import time
 from typing import Any
 
-from bench.chat import ChatCluster
+from bench.chat_cluster import ChatCluster
 from bench.common import Result, rss_bytes
 from bench.irc import IrcGroup
 from bench.load import run_window

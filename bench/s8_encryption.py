@@ -20,13 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.chat import ChatCluster
+from bench.chat_cluster import ChatCluster
 from bench.common import UNLIMITED, Result, cpu_seconds, ratio
 from bench.load import run_window
 from bench.s3_overlay import main
 from bench.s4_join import fill, measure_join, wait_coordinator
 from bench.tls_frames import FRAME_BYTES, frame_runs
-from tests.e2e.harness import Cluster, Node, stop
+from chat_testing.process import stop
+from chat_testing.processes import Cluster, Node
 
 FULL: dict[str, Any] = {
     "sizes": [5, 10],

@@ -13,18 +13,16 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import orjson
-
+from chat.wire.control import MessageView
+from chat_testing.process import LineHook, binary
+from chat_testing.processes import Cluster, Node
+from chat_testing.waiting import GaveUp, WaitTimeout, wait_until
 from chatctl.client import ControlError, connect
 from chatctl.render import message_line
 
@@ -34,61 +32,8 @@ SCRIPT = (
     ("bob", "So once the last of us leaves, it is gone? Like a phone call."),
     ("carol", "Exactly. Try chatctl from another terminal; Ctrl-C here ends it."),
 )
-BIN = Path(sys.executable).parent
-
-
-class Daemon:
-    """A child process whose stdout (JSON log lines) is read into memory by a thread."""
-
-    def __init__(self, name: str, argv: list[str], echo: bool) -> None:
-        self.name = name
-        self.lines: deque[str] = deque(maxlen=2000)
-        # A session of its own: Ctrl-C reaches the demo only, which then stops each daemon
-        # once, in order.
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self._echo = echo
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.lines.append(line)
-            if self._echo:
-                print(f"  [{self.name}] {line}", file=sys.stderr)
-
-    def event(self, name: str) -> dict[str, object] | None:
-        for line in list(self.lines):
-            try:
-                entry = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(entry, dict) and entry.get("event") == name:
-                return entry
-        return None
-
-    def stop(self, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"demo: timed out waiting for {what}")
-        time.sleep(0.05)
+WAIT = 15.0  # seconds for each step of the start-up
+KEPT_LINES = 2000  # of each daemon's log, in memory
 
 
 def private_dir() -> Path:
@@ -110,81 +55,95 @@ def history_size(sock: Path) -> int:
         return len(client.history())
 
 
+def echo(name: str, on: bool) -> LineHook | None:
+    """With ``--logs``: each line of the daemon's output on stderr, tagged with its name."""
+
+    def show(raw: bytes) -> bool:
+        print(f"  [{name}] {raw.decode(errors='replace').rstrip()}", file=sys.stderr)
+        return False
+
+    return show if on else None
+
+
+def start(cluster: Cluster, logs: bool) -> tuple[str, dict[str, Path]]:
+    """The director, then the nodes one at a time, so that the first one starts the
+    discussion and the others join it; the director's address and the nodes' sockets."""
+    # A new director: no discussion can be running, so no grace period is needed.
+    director = cluster.start_director(timeout=WAIT, on_line=echo("director", logs))
+    nodes: list[Node] = []
+    for name in NAMES:
+        extra = ["--irc", "127.0.0.1:0"] if name == "alice" else []
+        node = cluster.spawn_node(name, director.address, extra=extra, on_line=echo(name, logs))
+        wait_until(partial(members, node.socket), WAIT, f"{name} to join")
+        nodes.append(node)
+    socks = {node.name: node.socket for node in nodes}
+    wait_until(lambda: all(members(s) == 3 for s in socks.values()), WAIT, "all three to meet")
+    return director.address, socks
+
+
+def introduce(url: str, secret: Path, socks: dict[str, Path]) -> None:
+    """What is running and how to talk to it."""
+    chatctl = binary("chatctl")
+    print(
+        f"A discussion is running: director {url}, three nodes, group secret in {secret}"
+        " (every link between the nodes is TLS 1.3)."
+    )
+    print("Talk to it from another terminal:\n")
+    print(f"  {chatctl} --socket {socks['alice']} chat   (full screen; /help, /quit)")
+    for name in NAMES:
+        print(f"  {chatctl} --socket {socks[name]} send 'hello from {name}'")
+    print(f"  {chatctl} --socket {socks['bob']} tail -f")
+    print(f"  {chatctl} --socket {socks['carol']} who")
+    print(f"  {chatctl} --socket {socks['alice']} status --json\n")
+    with connect(socks["alice"], timeout=2) as client:
+        irc = client.status().irc
+    if irc is not None:
+        host, port = irc.address.rsplit(":", 1)
+        connect_to = f"/connect {host} {port} {irc.password}"
+        print(f"Or as alice from an IRC client (irssi): {connect_to}, then /join #chat\n")
+    print("Messages as carol's node delivers them (Ctrl-C: everyone leaves, all is gone):\n")
+    sys.stdout.flush()
+
+
+def converse(socks: dict[str, Path], script_only: bool) -> None:
+    """The scripted exchange as carol's node delivers it, then (unless ``script_only``)
+    every later message until Ctrl-C."""
+    tail: Iterator[MessageView] = connect(socks["carol"], timeout=None).tail(last=0, follow=True)
+    for name, text in SCRIPT:
+        with connect(socks[name]) as client:
+            client.send(text)
+        # carol has it before the next line is sent, so that one causally follows it
+        print("  " + message_line(next(tail)), flush=True)
+    wait_until(
+        lambda: all(history_size(s) == len(SCRIPT) for s in socks.values()),
+        WAIT,
+        "the exchange to reach every node",
+    )
+    while not script_only:
+        print("  " + message_line(next(tail)), flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     workdir = private_dir()
-    daemons: list[Daemon] = []
+    # Children in sessions of their own: Ctrl-C reaches the demo only, which then stops
+    # each daemon once, in order.
+    cluster = Cluster(
+        workdir, secrets.token_urlsafe(32).encode(), max_lines=KEPT_LINES, new_session=True
+    )
     try:
-        secret = workdir / "secret"
-        secret.touch(mode=0o600)
-        secret.write_text(secrets.token_urlsafe(32))
-        # A new director: no discussion can be running, so no grace period is needed.
-        argv = [str(BIN / "chat-director"), "--port", "0", "--startup-grace", "0"]
-        argv += ["--secret-file", str(secret)]
-        director = Daemon("director", argv, args.logs)
-        daemons.append(director)
-        wait_for(lambda: director.event("director.ready"), "the director")
-        ready = director.event("director.ready") or {}
-        url = str(ready["address"])
-        socks = {name: workdir / f"{name}.sock" for name in NAMES}
-        for name in NAMES:
-            argv = [str(BIN / "chatd"), "--director", url, "--name", name]
-            argv += ["--socket", str(socks[name]), "--secret-file", str(secret)]
-            argv += ["--irc", "127.0.0.1:0"] if name == "alice" else []
-            daemons.append(Daemon(name, argv, args.logs))
-            # One at a time, so the first one starts the discussion and the others join it.
-            wait_for(partial(members, socks[name]), f"{name} to join")
-        wait_for(lambda: all(members(s) == 3 for s in socks.values()), "all three to meet")
-
-        chatctl = BIN / "chatctl"
-        print(
-            f"A discussion is running: director {url}, three nodes, group secret in {secret}"
-            " (every link between the nodes is TLS 1.3)."
-        )
-        print("Talk to it from another terminal:\n")
-        print(f"  {chatctl} --socket {socks['alice']} chat   (full screen; /help, /quit)")
-        for name in NAMES:
-            print(f"  {chatctl} --socket {socks[name]} send 'hello from {name}'")
-        print(f"  {chatctl} --socket {socks['bob']} tail -f")
-        print(f"  {chatctl} --socket {socks['carol']} who")
-        print(f"  {chatctl} --socket {socks['alice']} status --json\n")
-        with connect(socks["alice"], timeout=2) as client:
-            irc = client.status().irc
-        if irc is not None:
-            host, port = irc.address.rsplit(":", 1)
-            connect_to = f"/connect {host} {port} {irc.password}"
-            print(f"Or as alice from an IRC client (irssi): {connect_to}, then /join #chat\n")
-        print("Messages as carol's node delivers them (Ctrl-C: everyone leaves, all is gone):\n")
-        sys.stdout.flush()
-
-        tail = connect(socks["carol"], timeout=None).tail(last=0, follow=True)
-        shown = 0
-
-        def show_until(count: int) -> None:
-            nonlocal shown
-            while shown < count:
-                print("  " + message_line(next(tail)), flush=True)
-                shown += 1
-
-        for name, text in SCRIPT:
-            with connect(socks[name]) as client:
-                client.send(text)
-            show_until(shown + 1)  # carol has it, so the next line causally follows it
-        wait_for(
-            lambda: all(history_size(s) == len(SCRIPT) for s in socks.values()),
-            "the exchange to reach every node",
-        )
-        if args.script_only:
-            return 0
-        while True:
-            show_until(shown + 1)
+        url, socks = start(cluster, args.logs)
+        introduce(url, cluster.secret_file, socks)
+        converse(socks, args.script_only)
+        return 0
     except KeyboardInterrupt:
         print()
         return 0
-    except ControlError as exc:
+    except (ControlError, WaitTimeout, GaveUp) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     finally:
-        codes = [d.stop() for d in reversed(daemons)]
+        codes = [p.terminate() for p in reversed(cluster.processes)]
+        cluster.close()
         shutil.rmtree(workdir, ignore_errors=True)
         if not args.script_only:
             print(

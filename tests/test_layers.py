@@ -52,19 +52,9 @@ CORE_FORBIDDEN = (
 CORE_MAY_USE = ("chat.wire", "chat.identity", "chat.names", "chatd.config")
 FIRST_PARTY = TOP
 
-# Violations the tree has today, as (module, what it imports: a module and all under it),
-# to be removed by the rest of issue 10 (the core as a composition; one process harness).
-# This list may only shrink: an entry that no longer matches an import fails the test.
-ALLOWED: frozenset[tuple[str, str]] = frozenset(
-    {
-        # bench starts processes with the e2e harness (issue 10: one harness for real
-        # processes in chat_testing, used by tests, bench and the demo).
-        ("bench.chat", "tests.e2e.harness"),
-        ("bench.failover", "tests.e2e.harness"),
-        ("bench.s4_join", "tests.e2e.harness"),
-        ("bench.s8_encryption", "tests.e2e.harness"),
-    }
-)
+# Violations the tree is allowed, as (module, what it imports: a module and all under it).
+# Issue 10 emptied it; an entry that no longer matches an import fails the test.
+ALLOWED: frozenset[tuple[str, str]] = frozenset()
 
 
 def imports_of(source: str, module: str, is_package: bool = False) -> set[str]:
@@ -156,6 +146,10 @@ def test_the_tree_keeps_the_import_rules() -> None:
         ("director.serve", "import chatctl", "chatctl"),
         ("bench.s1_latency", "from tests.e2e.harness import Cluster", "tests.e2e.harness.Cluster"),
         ("chat_testing.cluster", "import tests.e2e.harness", "tests.e2e.harness"),
+        ("bench.failover", "from tests.e2e import harness", "tests.e2e.harness"),
+        ("chat_testing.processes", "from tests.hosts.lab import Lab", "tests.hosts.lab.Lab"),
+        ("chatctl.client", "from chat_testing.control import send", "chat_testing.control.send"),
+        ("director.app", "import chat_testing.process", "chat_testing.process"),
         ("chatd.core.node", "import trio", "trio"),
         ("chatd.core.node", "import time", "time"),
         ("chatd.core.state", "from os import urandom", "os.urandom"),
@@ -186,6 +180,8 @@ def test_a_forbidden_import_is_flagged(module: str, source: str, flagged: str) -
         ("chat_testing.cluster", "from director.registry import Registry\nimport chatd.runtime"),
         ("tests.e2e.test_demo", "from chat_testing import demo\nimport chatctl.client"),
         ("bench.s7_scale", "from chat_testing.cluster import open_cluster"),
+        ("bench.failover", "from chat_testing.processes import Cluster"),
+        ("tests.e2e.test_failover", "from chat_testing.traffic import Traffic"),
     ],
 )
 def test_an_allowed_import_is_not_flagged(module: str, source: str) -> None:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 import pexpect  # type: ignore[import-untyped]
 import pyte
 
-from tests.e2e.harness import DEFAULT_TIMEOUT, WaitTimeout, child_env
+from chat_testing.process import child_env
+from chat_testing.waiting import DEFAULT_TIMEOUT, WaitTimeout
 
 # The alternate screen (xterm's private mode 1049): entered by full-screen programs and
 # left on exit, which puts the user's shell screen back.

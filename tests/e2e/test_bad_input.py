@@ -30,25 +30,19 @@ from chat.auth import Keyring, handshake_material
 from chat.exits import EXIT_SECRET_REFUSED
 from chat.identity import Identity
 from chat.wire import PROTOCOL_VERSION, Auth, Hello, encode_frame
-from chatd.peer_port import REFUSED_PLAINTEXT, REFUSED_TLS_FAILED
-from chatd.tls import peer_tls
-from tests.e2e.harness import (
+from chat_testing.control import chatctl, history, send, status, who
+from chat_testing.process import stop
+from chat_testing.processes import (
     DEFAULT_SECRET,
-    DEFAULT_TIMEOUT,
     Cluster,
     Director,
     Node,
-    chatctl,
-    history,
     on_each,
-    overall_deadline,
-    send,
     start_alice_and_bob,
-    status,
-    stop,
-    wait_until,
-    who,
 )
+from chat_testing.waiting import DEFAULT_TIMEOUT, overall_deadline, wait_until
+from chatd.peer_port import REFUSED_PLAINTEXT, REFUSED_TLS_FAILED
+from chatd.tls import peer_tls
 
 pytestmark = pytest.mark.e2e
 

@@ -15,17 +15,11 @@ from typing import NamedTuple
 
 import pytest
 
+from chat_testing.control import send, status
+from chat_testing.process import Process, binary
+from chat_testing.processes import Cluster, Node, start_alice_and_bob
+from chat_testing.waiting import wait_until
 from chatctl.chat.render import colour_of
-from tests.e2e.harness import (
-    Cluster,
-    Node,
-    Process,
-    binary,
-    send,
-    start_alice_and_bob,
-    status,
-    wait_until,
-)
 from tests.e2e.terminal import ENTER_ALTERNATE, LEAVE_ALTERNATE, Terminal
 
 pytestmark = pytest.mark.e2e

@@ -20,18 +20,10 @@ from typing import Any
 import pytest
 from attrs import define
 
+from chat_testing.control import ControlClient, chatctl, status
+from chat_testing.processes import Cluster, Director, Node
+from chat_testing.waiting import DEFAULT_TIMEOUT, overall_deadline, wait_until
 from chatd.config import LAN
-from tests.e2e.harness import (
-    DEFAULT_TIMEOUT,
-    Cluster,
-    ControlClient,
-    Director,
-    Node,
-    chatctl,
-    overall_deadline,
-    status,
-    wait_until,
-)
 
 pytestmark = pytest.mark.e2e
 

@@ -20,18 +20,11 @@ from typing import Any
 
 import pytest
 
+from chat_testing.control import status
+from chat_testing.process import binary
+from chat_testing.processes import Cluster, Director, Node, wait_for_members
+from chat_testing.waiting import DEFAULT_TIMEOUT, overall_deadline, wait_until
 from tests.director.certs import CertFiles, self_signed
-from tests.e2e.harness import (
-    DEFAULT_TIMEOUT,
-    Cluster,
-    Director,
-    Node,
-    binary,
-    overall_deadline,
-    status,
-    wait_for_members,
-    wait_until,
-)
 
 pytestmark = pytest.mark.e2e
 

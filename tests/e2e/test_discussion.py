@@ -18,30 +18,16 @@ from typing import Any
 import pytest
 from attrs import define, field
 
-from tests.e2e.harness import (
-    DEFAULT_TIMEOUT,
-    Cluster,
-    Director,
-    Message,
-    Node,
-    binary,
+from chat_testing.checks import (
     canonical_key,
     causal_violations,
-    chatctl,
     check_message_shape,
-    history,
-    http_get,
-    json_lines,
-    on_each,
-    overall_deadline,
-    pids_mentioning,
-    send,
     sequence_number,
-    status,
-    stop,
-    wait_until,
-    who,
 )
+from chat_testing.control import Message, chatctl, history, http_get, json_lines, send, status, who
+from chat_testing.process import binary, pids_mentioning, stop
+from chat_testing.processes import Cluster, Director, Node, on_each
+from chat_testing.waiting import DEFAULT_TIMEOUT, overall_deadline, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ message text in any log. Nodes get distinct ``--priority`` values so that the wi
 election is known: the highest always ends as coordinator (one that joins a lower
 coordinator takes over), which also fixes which node the coordinator tests fail.
 
-Traffic goes through raw control-socket connections kept open (``harness.Traffic``, one
+Traffic goes through raw control-socket connections kept open (``chat_testing.traffic.Traffic``, one
 message per node every 50 ms, every answer recorded); checks use the real ``chatctl``.
 """
 
@@ -27,23 +27,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import (
-    Cluster,
-    Director,
-    Message,
-    Node,
-    Traffic,
-    canonical_key,
-    causal_violations,
-    history,
-    http_get,
-    on_each,
-    overall_deadline,
-    send,
-    status,
-    stop,
-    wait_until,
-)
+from chat_testing.checks import canonical_key, causal_violations
+from chat_testing.control import Message, history, http_get, send, status
+from chat_testing.process import stop
+from chat_testing.processes import Cluster, Director, Node, on_each
+from chat_testing.traffic import Traffic
+from chat_testing.waiting import overall_deadline, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import (
-    DEFAULT_TIMEOUT,
-    Cluster,
-    ControlClient,
-    chatctl,
-    history,
-    overall_deadline,
-    wait_until,
-)
+from chat_testing.control import ControlClient, chatctl, history
+from chat_testing.processes import Cluster
+from chat_testing.waiting import DEFAULT_TIMEOUT, overall_deadline, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -18,21 +18,10 @@ from typing import Any
 import irc.client  # type: ignore[import-untyped]
 import pytest
 
-from tests.e2e.harness import (
-    DEFAULT_TIMEOUT,
-    Cluster,
-    Director,
-    Node,
-    binary,
-    chatctl,
-    history,
-    overall_deadline,
-    send,
-    status,
-    stop,
-    wait_for_members,
-    wait_until,
-)
+from chat_testing.control import chatctl, history, send, status
+from chat_testing.process import binary, stop
+from chat_testing.processes import Cluster, Director, Node, wait_for_members
+from chat_testing.waiting import DEFAULT_TIMEOUT, overall_deadline, wait_until
 
 pytestmark = pytest.mark.e2e
 

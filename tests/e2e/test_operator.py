@@ -24,19 +24,10 @@ from typing import Any
 import pytest
 
 from chat.exits import EXIT_CLOCK_SKEW, EXIT_LISTEN
-from tests.e2e.harness import (
-    DEFAULT_SECRET,
-    DEFAULT_TIMEOUT,
-    Cluster,
-    binary,
-    chatctl,
-    child_env,
-    history,
-    send,
-    start_alice_and_bob,
-    status,
-    wait_until,
-)
+from chat_testing.control import chatctl, history, send, status
+from chat_testing.process import binary, child_env
+from chat_testing.processes import DEFAULT_SECRET, Cluster, start_alice_and_bob
+from chat_testing.waiting import DEFAULT_TIMEOUT, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -22,23 +22,19 @@ from urllib.parse import urlsplit
 import pytest
 from attrs import define
 
-from chatd.config import LAN
-from chatd.peer_port import REFUSED_PLAINTEXT, stalled_reason
-from tests.e2e.harness import (
-    DEFAULT_TIMEOUT,
+from chat_testing.control import history, send, status
+from chat_testing.process import stop
+from chat_testing.processes import (
     Cluster,
     Director,
     Node,
-    history,
     on_each,
-    overall_deadline,
-    send,
     start_alice_and_bob,
-    status,
-    stop,
     wait_for_members,
-    wait_until,
 )
+from chat_testing.waiting import DEFAULT_TIMEOUT, overall_deadline, wait_until
+from chatd.config import LAN
+from chatd.peer_port import REFUSED_PLAINTEXT, stalled_reason
 
 pytestmark = pytest.mark.e2e
 

@@ -16,21 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import (
-    DEFAULT_TIMEOUT,
-    Cluster,
-    Node,
-    Process,
-    binary,
-    chatctl,
-    overall_deadline,
-    send,
-    status,
-    stop,
-    wait_for_members,
-    wait_until,
-    who,
-)
+from chat_testing.control import chatctl, send, status, who
+from chat_testing.process import Process, binary, stop
+from chat_testing.processes import Cluster, Node, wait_for_members
+from chat_testing.waiting import DEFAULT_TIMEOUT, overall_deadline, wait_until
 
 pytestmark = pytest.mark.e2e
 

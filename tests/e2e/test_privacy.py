@@ -32,6 +32,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from chat_testing.control import history, send, status
+from chat_testing.process import Event
+from chat_testing.processes import DEFAULT_SECRET, Cluster, Node, on_each, wait_for_members
 from chat_testing.relay import (
     Capture,
     Relay,
@@ -41,21 +44,8 @@ from chat_testing.relay import (
     outsider,
     websocket_payloads,
 )
+from chat_testing.waiting import DEFAULT_TIMEOUT, overall_deadline, wait_until
 from chatd.peer_port import REFUSED_PLAINTEXT, REFUSED_TLS, TLS_HANDSHAKE_RECORD
-from tests.e2e.harness import (
-    DEFAULT_SECRET,
-    DEFAULT_TIMEOUT,
-    Cluster,
-    Event,
-    Node,
-    history,
-    on_each,
-    overall_deadline,
-    send,
-    status,
-    wait_for_members,
-    wait_until,
-)
 
 pytestmark = pytest.mark.e2e
 

@@ -26,23 +26,12 @@ from attrs import define
 from chat.auth import Keyring
 from chat.identity import Identity
 from chat.wire import MAX_FRAME_BYTES, Frame
+from chat_testing.control import history, send, status
+from chat_testing.processes import DEFAULT_SECRET, Cluster, Director, Node, on_each
 from chat_testing.rogue import Rogue, RogueLink, open_links
+from chat_testing.waiting import DEFAULT_TIMEOUT, GaveUp, overall_deadline, wait_until
 from chatd.tls import peer_tls
 from chatd.transport import ChannelClosed, WebSocketTransport
-from tests.e2e.harness import (
-    DEFAULT_SECRET,
-    DEFAULT_TIMEOUT,
-    Cluster,
-    Director,
-    GaveUp,
-    Node,
-    history,
-    on_each,
-    overall_deadline,
-    send,
-    status,
-    wait_until,
-)
 
 pytestmark = pytest.mark.e2e
 

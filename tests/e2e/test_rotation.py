@@ -8,7 +8,7 @@ the next begins:
 2. ``S2\\nS1``: make it first; every process proves with S2 and still accepts S1;
 3. ``S2``: remove the old one.
 
-Four nodes chat throughout (``harness.Traffic``: a message per node every 250 ms, every
+Four nodes chat throughout (``chat_testing.traffic.Traffic``: a message per node every 250 ms, every
 answer recorded). Checked: every reload is logged; between steps a newcomer holding what
 the next step will hold joins and leaves; no link among the four ever closes, and their
 ``status --json`` peers are the same before and after; nothing sent is lost, and the four
@@ -32,26 +32,11 @@ import pytest
 
 from chat.auth import PROOF_HEADER
 from chat.exits import EXIT_SECRET_REFUSED
-from tests.e2e.harness import (
-    DEFAULT_TIMEOUT,
-    Cluster,
-    Director,
-    Event,
-    GaveUp,
-    Message,
-    Node,
-    Process,
-    Traffic,
-    chatctl,
-    history,
-    on_each,
-    overall_deadline,
-    send,
-    status,
-    stop,
-    wait_for_members,
-    wait_until,
-)
+from chat_testing.control import Message, chatctl, history, send, status
+from chat_testing.process import Event, Process, stop
+from chat_testing.processes import Cluster, Director, Node, on_each, wait_for_members
+from chat_testing.traffic import Traffic
+from chat_testing.waiting import DEFAULT_TIMEOUT, GaveUp, overall_deadline, wait_until
 
 pytestmark = pytest.mark.e2e
 

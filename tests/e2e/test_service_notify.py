@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import DEFAULT_TIMEOUT, Cluster, stop, wait_for_members
+from chat_testing.process import stop
+from chat_testing.processes import Cluster, wait_for_members
+from chat_testing.waiting import DEFAULT_TIMEOUT
 
 pytestmark = pytest.mark.e2e
 

@@ -6,8 +6,8 @@ socket path, here the hosts share one filesystem, so without it the second chatd
 take the first one's path. Nothing else differs from an operator's shell: the same
 commands, the project's console scripts on ``PATH``.
 
-Long-running commands are ``harness.Process`` objects (output kept in memory); ``close``
-kills every one of them and then the network, so nothing outlives a test.
+Long-running commands are ``chat_testing.process.Process`` objects (output kept in
+memory); ``close`` kills every one of them and then the network, so nothing outlives a test.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Self
 
-from tests.e2e.harness import Process, child_env
+from chat_testing.process import Process, child_env
 from tests.hosts.netns import Host, Network, kill_all_in
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Process, overall_deadline, wait_until
+from chat_testing.process import Process
+from chat_testing.waiting import overall_deadline, wait_until
 from tests.hosts.lab import Lab
 from tests.hosts.netns import Network, namespaces, unavailable, workdir
 from tests.hosts.readme import ReadmeCommands, readme_commands

@@ -2,25 +2,27 @@
 
 Senders talk JSON Lines over the node's control socket (one connection per sender, kept
 open); deliveries come from each node's ``bench.delivered`` stdout lines (host monotonic
-clock). ``close`` stops every process it started.
+clock), consumed as they are read. ``close`` stops every process it started.
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.common import UNLIMITED, Child, Tracker, payload
-from tests.e2e.harness import ControlClient, binary, child_env
+from bench.common import UNLIMITED, Tracker, payload
+from chat_testing.control import ControlClient
+from chat_testing.process import LineHook
+from chat_testing.processes import Cluster, Node
+from chat_testing.waiting import wait_until
 
 START_TIMEOUT = 30.0
 BENCH_SECRET = b"bench-group-secret-0123456789abcdef"
+KEPT_LINES = 10_000  # per stream of each process: the logs besides the delivery traces
 
 
 class ChatSender:
@@ -50,53 +52,41 @@ class ChatCluster:
         self.tracker = Tracker(n - 1)
         self._dir = tempfile.TemporaryDirectory(prefix="bench-chat-")
         self.root = Path(self._dir.name)
-        self.env = child_env()
-        self.nodes: list[Child] = []
+        self.cluster = Cluster(self.root, BENCH_SECRET, max_lines=KEPT_LINES)
+        self.nodes: list[Node] = []
         self.sockets: list[Path] = []
-        self.director: Child | None = None
         try:
             self._start()
         except BaseException:
             self.close()
             raise
 
-    def _on_line(self, name: str) -> Any:
-        def handle(raw: bytes) -> None:
-            if b'"bench.delivered"' in raw:
-                event = orjson.loads(raw)
-                self.tracker.delivered(name, event["id"], event["t-ns"])
+    def _on_line(self, name: str) -> LineHook:
+        def handle(raw: bytes) -> bool:
+            if b'"bench.delivered"' not in raw:
+                return False
+            event = orjson.loads(raw)
+            self.tracker.delivered(name, event["id"], event["t-ns"])
+            return True
 
         return handle
 
-    def _auth(self) -> list[str]:
-        if not self.secure:
-            return ["--insecure"]
-        path = self.root / "secret"
-        if not path.exists():
-            path.write_bytes(BENCH_SECRET + b"\n")
-            path.chmod(0o600)
-        return ["--secret-file", str(path)]
-
     def _start(self) -> None:
-        argv = [binary("chat-director"), "--host", "127.0.0.1", "--port", "0"]
-        argv += ["--startup-grace", "0", *self._auth()]
-        self.director = Child("chat-director", argv, env=self.env)
-        ready = orjson.loads(self.director.wait_line(b'"director.ready"', START_TIMEOUT))
-        url = f"http://127.0.0.1:{ready['port']}"
+        insecure = not self.secure
+        url = self.cluster.start_director(insecure=insecure, timeout=START_TIMEOUT).url
         for i in range(self.n):
             name = f"n{i}"
-            sock = self.root / f"{name}.sock"
-            argv = [binary("chatd"), "--director", url, "--name", name, "--socket", str(sock)]
-            argv += ["--host", "127.0.0.1", "--port", "0", "--profile", "lan", *self._auth()]
-            argv += ["--bench-trace", "--priority", str(self.n - i)]
-            argv += UNLIMITED
-            node = Child(f"chatd[{name}]", argv, self._on_line(name), env=self.env)
+            extra = ["--host", "127.0.0.1", "--port", "0", "--bench-trace"]
+            extra += ["--priority", str(self.n - i), *UNLIMITED]
+            node = self.cluster.spawn_node(
+                name, url, insecure=insecure, extra=extra, on_line=self._on_line(name)
+            )
             self.nodes.append(node)
-            self.sockets.append(sock)
+            self.sockets.append(node.socket)
             if i == 0:  # the first one founds the discussion; the others join it
-                node.wait_line(b'"node.ready"', START_TIMEOUT)
+                node.wait_ready(START_TIMEOUT)
         for node in self.nodes:
-            node.wait_line(b'"node.ready"', START_TIMEOUT)
+            node.wait_ready(START_TIMEOUT)
         self.wait_members()
 
     def status(self, index: int) -> dict[str, Any]:
@@ -106,18 +96,22 @@ class ChatCluster:
 
     def wait_members(self, timeout: float = START_TIMEOUT) -> None:
         """Until every node counts all ``n`` members."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            counts = []
+
+        def counts() -> list[int]:
+            out = []
             for i in range(self.n):
                 try:
-                    counts.append(len(self.status(i).get("members", [])))
+                    out.append(len(self.status(i).get("members", [])))
                 except (OSError, ValueError):
-                    counts.append(0)
-            if all(c == self.n for c in counts):
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"chat: members never reached {self.n} on every node: {counts}")
+                    out.append(0)
+            return out
+
+        wait_until(
+            lambda: all(c == self.n for c in counts()),
+            timeout,
+            f"chat: members to reach {self.n} on every node",
+            interval=0.1,
+        )
 
     def reset(self) -> Tracker:
         self.tracker = Tracker(self.n - 1)
@@ -131,14 +125,11 @@ class ChatCluster:
         return [node.pid for node in self.nodes]
 
     def close(self) -> None:
-        for node in self.nodes:
-            with suppress(OSError):
-                node.popen.terminate()
+        """The nodes first, all at once, then the director."""
         if self.nodes:
             with ThreadPoolExecutor(len(self.nodes)) as pool:
-                list(pool.map(lambda c: c.stop(10.0), self.nodes))
-        if self.director is not None:
-            self.director.stop(10.0)
+                list(pool.map(lambda node: node.terminate(10.0), self.nodes))
+        self.cluster.close()
         self._dir.cleanup()
 
     def __enter__(self) -> ChatCluster:
