@@ -1,13 +1,8 @@
 """Who coordinates: this node's role, the terms, the coordinator claims, the bully election.
 
 Rules:
-- The role changes only in ``Election.set_role``, by the table below: ``joining`` →
-  ``member`` (on the coordinator's ``nodes`` listing it) or ``coordinator`` (on
-  ``start_discussion``, a hand-over or an election won); ``coordinator`` → ``member`` (or
-  ``joining`` if unlisted) when a claim of a newer term (or of the same term by a higher
-  node) is accepted; ``member`` → ``joining`` when the coordinator's ``nodes`` no longer
-  lists it (it was taken for dead: it asks to join again); any role → ``leaving`` (on
-  ``leave``), which is final.
+- The role changes only in ``Election.set_role``, as ``TRANSITIONS`` below allows; leaving
+  is final.
 - Claims are judged by ``chatd.core.terms``; an accepted new claim is flooded to linked
   peers.
 - A member that has not heard the coordinator for ``failure_timeout`` stands for election;
@@ -38,7 +33,7 @@ from chatd.config import Config
 from chatd.core.effects import Effect, RegisterCoordinator, Role, Send, UnregisterCoordinator
 from chatd.core.links import Links
 from chatd.core.liveness import Liveness
-from chatd.core.membership import Membership, Rank
+from chatd.core.membership import Membership
 from chatd.core.recorder import Recorder
 from chatd.core.standing import Standing
 from chatd.core.terms import Terms, Verdict
@@ -47,18 +42,17 @@ Cause = Literal["start", "listed", "unlisted", "elected", "deposed", "deposed-un
 
 # (role now, cause) -> the role it becomes. Any other change is a bug: ``set_role`` raises.
 TRANSITIONS: dict[tuple[Role, Cause], Role] = {
-    (Role.JOINING, "start"): Role.COORDINATOR,
-    (Role.JOINING, "listed"): Role.MEMBER,
-    (Role.MEMBER, "unlisted"): Role.JOINING,
-    (Role.JOINING, "elected"): Role.COORDINATOR,
+    (Role.JOINING, "start"): Role.COORDINATOR,  # the director said nobody is here
+    (Role.JOINING, "listed"): Role.MEMBER,  # the coordinator's ``nodes`` lists us
+    (Role.MEMBER, "unlisted"): Role.JOINING,  # taken for dead: ask to join again
+    (Role.JOINING, "elected"): Role.COORDINATOR,  # an election won, or a hand-over
     (Role.MEMBER, "elected"): Role.COORDINATOR,
     (Role.COORDINATOR, "elected"): Role.COORDINATOR,  # a newer term over a challenger
+    # A claim of a newer term, or of ours by a higher node, is accepted:
     (Role.COORDINATOR, "deposed"): Role.MEMBER,
     (Role.COORDINATOR, "deposed-unlisted"): Role.JOINING,
     **{(role, "leave"): Role.LEAVING for role in Role},
 }
-
-__all__ = ["TRANSITIONS", "Candidacy", "Cause", "Election", "IllegalTransition", "Phase", "Rank"]
 
 
 class IllegalTransition(Exception):
@@ -145,18 +139,9 @@ class Election:
     # Lifecycle ---------------------------------------------------------------------------
 
     def start(self, term: int, now: float) -> list[Effect]:
-        """Coordinate a new discussion."""
-        self.set_role("start")
-        self.standing.term = self.terms.max_term = max(self.standing.term, term)
-        self.standing.coordinator = self.node_id
-        self.liveness.coordinator_since = now
+        """Coordinate a new discussion, alone in it."""
         self.membership.found()
-        self.terms.claim = identity.sign_claim(
-            self.identity, self.node_id, self.standing.term, self.membership.me.public_address
-        )
-        self.log.info("discussion.started")
-        self.next_register = now + self.config.director_interval
-        return [*self.membership.observe(), RegisterCoordinator(self.record())]
+        return self.become(max(self.standing.term, term), now, "a new discussion", "start")
 
     def follow_director(self, coordinator: CoordinatorRecord, now: float) -> None:
         """The director named the coordinator to join."""
@@ -390,12 +375,13 @@ class Election:
         self._last_reassert = now
         return self.become(self.terms.max_term + 1, now, reason)
 
-    def become(self, term: int, now: float, reason: str) -> list[Effect]:
-        """Become the coordinator of ``term``: claim it to every peer, list the members."""
+    def become(self, term: int, now: float, reason: str, cause: Cause = "elected") -> list[Effect]:
+        """Become the coordinator of ``term`` (``cause``: a new discussion or an election
+        won): claim it to every peer, list the members, register with the director."""
         previous = self.standing.coordinator
         if previous is not None and previous != self.node_id and self.coordinator_silent(now):
             self.membership.remove(previous, "timed-out")  # taken for dead: not in the new term
-        self.set_role("elected")
+        self.set_role(cause)
         self.standing.term = term
         self.terms.max_term = max(self.terms.max_term, term)
         self.standing.coordinator = self.node_id
@@ -404,7 +390,11 @@ class Election:
         self.membership.seat_self()
         self.liveness.admit_all(self.membership.members, now)
         self.next_register = now + self.config.director_interval
-        self.log.info("coordinator.elected", reason=reason, members=len(self.membership.members))
+        if cause == "start":
+            self.log.info("discussion.started")
+        else:
+            members = len(self.membership.members)
+            self.log.info("coordinator.elected", reason=reason, members=members)
         address = self.membership.me.public_address
         claim = identity.sign_claim(self.identity, self.node_id, term, address)
         self.terms.claim = claim

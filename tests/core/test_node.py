@@ -82,7 +82,7 @@ def refuse(
     answer: Sequence[Effect] | None = None,
 ) -> dict[str, Any]:
     """``node`` refuses ``frame``: state unchanged, one warning, and only ``answer`` sent."""
-    node.links.refusals.flush(node.log, node.links.refusals.next_flush)  # repeats are logged again
+    node.links.flush(node.links.refusals.next_flush)  # repeats are logged again
     mesh.plain(node, list(node.log.drain()))
     before, seen = state(node), len(mesh.logged(node, event))
     assert mesh.plain(node, node.frame_received(sender.node_id, frame, mesh.now)) == list(
