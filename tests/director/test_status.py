@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from typing import cast
 
 from chat.wire import CoordinatorRecord, NodeRegistration
-from chatd.core.node import Role
+from chatd.core.effects import Role
 from chatd.daemon import node_status
 from chatd.runtime import Runtime
 from director.__main__ import director_status
@@ -49,12 +49,10 @@ def test_director_status() -> None:
 
 
 def fake_runtime(role: Role, members: int, term: int, error: str | None) -> Runtime:
-    node = SimpleNamespace(
-        me=SimpleNamespace(name="alice"),
-        role=role,
-        members={f"n{i}": None for i in range(members)},
-        term=term,
+    snapshot = SimpleNamespace(
+        name="alice", role=role, members=tuple(f"n{i}" for i in range(members)), term=term
     )
+    node = SimpleNamespace(snapshot=lambda: snapshot)
     return cast(Runtime, SimpleNamespace(node=node, director_error=error))
 
 
