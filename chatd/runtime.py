@@ -1,7 +1,7 @@
 """The trio shell around the core ``Node``: it feeds events in and carries effects out.
 
 Every event handler is synchronous, so each core transition runs without interleaving.
-Effects never wait: frames go into per-peer queues (``chatd.links``), deliveries into
+Effects never wait: frames go into per-peer queues (``chatd.peer_links``), deliveries into
 per-subscriber queues (``chatd.fanout``), director calls into background tasks
 (``chatd.registration``), dials into one task per peer.
 
@@ -47,7 +47,7 @@ from chatd.core.effects import (
 from chatd.core.node import Node
 from chatd.core.presence import Presence
 from chatd.fanout import Fanout
-from chatd.links import Links
+from chatd.peer_links import PeerLinks
 from chatd.peers import PeerLink
 from chatd.registration import DirectorApi, Registration
 from chatd.transport import Channel, Transport
@@ -80,7 +80,7 @@ class Runtime:
         self.config = config
         self.wallclock = wallclock
         self._log = log
-        self.peer_links = Links(self, transport, rng)
+        self.peer_links = PeerLinks(self, transport, rng)
         self.registration = Registration(self, director, director_errors)
         self.fanout = Fanout(config.tail_queue_messages, lambda: self.log)
         # node-id -> when (trio time) this node last delivered a message from it (``who``).

@@ -1,5 +1,6 @@
-"""The README's architecture section names every module of the programs and the shared
-package (issue 10): a module added, moved or removed without the README fails here."""
+"""The README's architecture section names every module of the programs, the shared
+package and the testing toolkit (issue 10): a module added, moved or removed without the
+README fails here. A package's ``__init__.py`` is named through its modules."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def modules() -> list[str]:
     found = []
     for package in DOCUMENTED:
         for path in sorted((ROOT / package).rglob("*.py")):
-            if path.name == "__init__.py" and path.stat().st_size == 0:
+            if path.name == "__init__.py":
                 continue
             found.append(path.relative_to(ROOT).as_posix())
     return found

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from chatd.runtime import Runtime
 
 
-class Links:
+class PeerLinks:
     def __init__(self, runtime: Runtime, transport: Transport, rng: random.Random) -> None:
         self.runtime = runtime
         self.transport = transport

@@ -1,4 +1,4 @@
-"""What the shell does with the core's ``Dial`` and ``Undial`` (chatd.links), under a
+"""What the shell does with the core's ``Dial`` and ``Undial`` (chatd.peer_links), under a
 virtual clock: a wanted peer is dialed again and again with backoff, an unwanted one is
 no longer dialed, and a new address replaces the old one."""
 
@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from chatd.config import LAN
-from chatd.links import Links
+from chatd.peer_links import PeerLinks
 from chatd.runtime import Runtime
 from chatd.transport import Channel, ConnectError, Transport
 
@@ -57,9 +57,9 @@ class Shell:
         self._nursery.start_soon(fn, *args)
 
 
-def links_over(nursery: trio.Nursery, transport: Refusing) -> Links:
+def links_over(nursery: trio.Nursery, transport: Refusing) -> PeerLinks:
     runtime = cast(Runtime, Shell(nursery))
-    return Links(runtime, cast(Transport, transport), random.Random(1))
+    return PeerLinks(runtime, cast(Transport, transport), random.Random(1))
 
 
 async def test_a_wanted_peer_is_dialed_until_undialed(
