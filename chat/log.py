@@ -13,7 +13,7 @@ import sys
 from typing import Any, Protocol
 
 import structlog
-from structlog.typing import FilteringBoundLogger
+from structlog.typing import FilteringBoundLogger, Processor
 
 # What every chat logger is: structlog's level-filtering bound logger (``debug``, ``info``,
 # ``warning``, ``error``, ``exception``, ``bind``). Type ``log`` parameters with it.
@@ -27,7 +27,7 @@ class WarningLog(Protocol):
     def warning(self, event: str, **fields: Any) -> Any: ...
 
 
-_SHARED: list[Any] = [
+_SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -38,7 +38,7 @@ def configure(level: str = "info", json: bool | None = None) -> None:
     """Configure structlog and the stdlib root logger; idempotent."""
     if json is None:
         json = not sys.stdout.isatty()
-    renderer: Any = (
+    renderer: Processor = (
         structlog.processors.JSONRenderer()
         if json
         else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())

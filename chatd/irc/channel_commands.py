@@ -36,7 +36,7 @@ class ChannelCommands:
                 await self._part("")
             elif is_channel(name):
                 if not self.s.joined:
-                    async with self.s._burst:
+                    async with self.s.burst:
                         await self._join()
             else:
                 await self.s.numeric(
@@ -76,7 +76,7 @@ class ChannelCommands:
         s = self.s
         if not s.joined:
             return
-        async with s._burst:
+        async with s.burst:
             s.joined = False
             s.known = {}
             s.shown = set()

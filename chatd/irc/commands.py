@@ -167,7 +167,7 @@ class Commands:
             await s.numeric(code, wanted, f"Not renamed: {exc}")
             return
         s.log.info("irc.rename")
-        async with s._burst:
+        async with s.burst:
             await self.s.relay.sync_members()
 
     # Talking ------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ class Session:
         self._user = False
         self._cap_pending = False  # CAP LS/REQ before registration holds it until CAP END
         self._out, self._queue = trio.open_memory_channel[bytes](limits.queue_lines)
-        self._burst = trio.Lock()  # a JOIN's lines are not interleaved with deliveries
+        self.burst = trio.Lock()  # a JOIN's lines are not interleaved with deliveries
         self._writing = trio.Lock()  # one send_all on the stream at a time
         self._cut: trio.CancelScope | None = None  # the whole session's
         self._forward_scope: trio.CancelScope | None = None
@@ -170,7 +170,7 @@ class Session:
                         event = await live.receive()
                     except trio.EndOfChannel:
                         break
-                async with self._burst:
+                async with self.burst:
                     if idle.cancelled_caught:
                         # No event says who was already there when this node joined a
                         # discussion (the first membership is the baseline): catch up.
