@@ -102,24 +102,6 @@ GOLDEN_FRAMES: list[tuple[Frame, str]] = [
         '"address":"ws://10.0.0.1:9000","public-address":"ws://a.example:9000","priority":2,'
         '"term":3,"nonce":"no","public-key":"PK","secure":true}',
     ),
-    (
-        Hello(
-            3,
-            "n1",
-            "al",
-            "ws://192.168.1.5:8701",
-            "ws://192.168.1.5:8701",
-            0,
-            1,
-            "no",
-            "PK",
-            True,
-            reachable=False,
-        ),
-        '{"type":"hello","protocol-version":3,"node-id":"n1","name":"al",'
-        '"address":"ws://192.168.1.5:8701","public-address":"ws://192.168.1.5:8701",'
-        '"priority":0,"term":1,"nonce":"no","public-key":"PK","secure":true,"reachable":false}',
-    ),
     (Auth("proof", "sig"), '{"type":"auth","proof":"proof","signature":"sig"}'),
     (MESSAGE, '{"type":"message",' + MESSAGE_JSON[1:]),
     (Join({"n1": 2}), '{"type":"join","vector-clock":{"n1":2}}'),
@@ -146,6 +128,28 @@ GOLDEN_FRAMES: list[tuple[Frame, str]] = [
         '{"type":"heartbeat","node-id":"n1","term":3,"digest":{"n1":2},"hash":"cd"}',
     ),
     (Rename("al"), '{"type":"rename","name":"al"}'),
+]
+
+# Fields added within a protocol version, at a value other than their default.
+GOLDEN_ADDED: list[tuple[Frame, str]] = [
+    (
+        Hello(
+            3,
+            "n1",
+            "al",
+            "ws://192.168.1.5:8701",
+            "ws://192.168.1.5:8701",
+            0,
+            1,
+            "no",
+            "PK",
+            True,
+            reachable=False,
+        ),
+        '{"type":"hello","protocol-version":3,"node-id":"n1","name":"al",'
+        '"address":"ws://192.168.1.5:8701","public-address":"ws://192.168.1.5:8701",'
+        '"priority":0,"term":1,"nonce":"no","public-key":"PK","secure":true,"reachable":false}',
+    ),
 ]
 
 GOLDEN_REQUESTS: list[tuple[Request, str]] = [
@@ -270,7 +274,9 @@ def test_every_frame_type_has_a_golden() -> None:
     assert [type(frame) for frame, _ in GOLDEN_FRAMES] == list(FRAME_TYPES.values())
 
 
-@pytest.mark.parametrize(("frame", "golden"), GOLDEN_FRAMES, ids=lambda v: getattr(v, "TYPE", ""))
+@pytest.mark.parametrize(
+    ("frame", "golden"), GOLDEN_FRAMES + GOLDEN_ADDED, ids=lambda v: getattr(v, "TYPE", "")
+)
 def test_frame_golden_json(frame: Frame, golden: str) -> None:
     assert encode_frame(frame).decode() == golden
     assert decode_frame(golden.encode()) == frame
