@@ -167,9 +167,9 @@ def test_two_nodes_in_one_home_link_directly(lab: Lab) -> None:
 @pytest.mark.xfail(
     strict=True,
     raises=WaitTimeout,
-    reason="issue 13, measured before the core's NAT rules: a1 (home a) outranks pub1, wins "
-    "term 2 and registers its LAN address; pub1, a1, a2 form the discussion, b1 and b2 stay "
-    "'joining' (join.timeout every 5 s) and are members nowhere",
+    reason="issue 13, measured before the core's NAT rules: the highest-ranked home node "
+    "outranks pub1, wins term 2 and registers its LAN address; pub1 and its home form the "
+    "discussion, the other home stays 'joining' (join.timeout every 5 s), members nowhere",
 )
 def test_everyone_joins_and_every_message_reaches_everyone(lab: Lab) -> None:
     with overall_deadline(150, "the everyone-joins test"):
@@ -186,8 +186,8 @@ def test_everyone_joins_and_every_message_reaches_everyone(lab: Lab) -> None:
     strict=True,
     raises=WaitTimeout,
     reason="issue 13, measured before the core's NAT rules: home a coordinates at a LAN "
-    "address (a1, then a2 in term 2); the director sends every later node there: a1 and a2 "
-    "are the discussion, pub1, b1 and b2 stay 'joining'",
+    "address (a1, or a2 if it outranks a1); the director sends every later node there: a1 "
+    "and a2 are the discussion, pub1, b1 and b2 stay 'joining'",
 )
 def test_a_home_node_starts_first(lab: Lab) -> None:
     with overall_deadline(150, "the home-first test"):
