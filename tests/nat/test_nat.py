@@ -205,8 +205,8 @@ def test_a_home_node_starts_first(lab: Lab) -> None:
     raises=WaitTimeout,
     reason="issue 13, measured before the core's NAT rules: all six join and every message "
     "before reaches everyone; with pub1 gone, home nodes outrank pub2 and the survivors "
-    "split into {pub2, a1, a2} and {b1, b2}, whose coordinators depose each other at the "
-    "director (term 2 -> 53 in 30 s)",
+    "split into pub2 with one home and the other home (measured: {pub2, a1, a2}, {b1, b2}), "
+    "whose coordinators depose each other at the director (term 2 -> 53 in 30 s)",
 )
 def test_the_public_coordinator_is_killed_while_another_public_node_remains(lab: Lab) -> None:
     with overall_deadline(180, "the coordinator-lost test"):
