@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 
 from chat.auth import PROOF_HEADER, Keyring, sign_director_request
 from chat.wire import (
+    DIAL_BACK_HEADER,
     CoordinatorRecord,
     DecodeError,
     JoinAdvice,
@@ -167,8 +168,11 @@ class DirectorClient:
         await self._http.aclose()
 
     async def register_node(self, reg: NodeRegistration) -> JoinAdvice:
-        """Ask where to go: join the coordinator named, or start the discussion."""
-        answer = await self._post("/register_node", reg)
+        """Ask where to go: join the coordinator named, or start the discussion. The advice
+        also says whether the director could dial this node back at its public address
+        (``reachable``) and where it saw the request come from (``observed_address``); a
+        director that predates them leaves them out: reachable, nothing observed."""
+        answer = await self._post("/register_node", reg, {DIAL_BACK_HEADER: "1"})
         self._expect_ok(answer)
         return self._decode(answer, JoinAdvice)
 
@@ -212,9 +216,9 @@ class DirectorClient:
         except DirectorError:
             return False
 
-    async def _post(self, path: str, body: Any) -> _Answer:
+    async def _post(self, path: str, body: Any, extra: dict[str, str] | None = None) -> _Answer:
         content = encode(body)
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **(extra or {})}
         if self.keyring is not None:
             # Signed with the endpoint's path, as the director routes it (a proxy may strip
             # a prefix of the URL), the moment before sending.

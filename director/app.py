@@ -6,7 +6,8 @@ proof: MAC of the request with any secret of the keyring, dated within the windo
 wall clock, its nonce never seen; ``director.replay``), and turns registry answers into
 JSON. Errors are ``{"ok": false, "error": {"code", "message"}}``. Each request is
 logged as one event with its outcome; bodies are never logged. The director never sees
-chat text.
+chat text. A ``/register_node`` that asks (``DIAL_BACK_HEADER``) is told the address it
+came from and whether its advertised address could be dialed (``director.dialback``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import trio
 from chat.auth import PROOF_HEADER, Keyring, parse_director_proof
 from chat.log import get_logger
 from chat.wire import (
+    DIAL_BACK_HEADER,
     CoordinatorRecord,
     DecodeError,
     NodeRegistration,
@@ -30,6 +32,7 @@ from chat.wire import (
     structure,
     unstructure,
 )
+from director.dialback import DialBack
 from director.registry import Accepted, Registry
 from director.replay import ReplayGuard
 
@@ -41,7 +44,7 @@ Scope = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 Send = Callable[[Any], Awaitable[None]]
 # A route: (scope, body, bound logger) -> response; raises HTTPError to refuse.
-Handler = Callable[[Scope, bytes, Any], "Response"]
+Handler = Callable[[Scope, bytes, Any], Awaitable["Response"]]
 
 
 class HTTPError(Exception):
@@ -80,6 +83,7 @@ class DirectorApp:
     clock: Callable[[], float] = trio.current_time
     wall_clock: Callable[[], float] = time.time
     replay: ReplayGuard = attrs.field(factory=ReplayGuard)
+    dial_back: DialBack = attrs.field(factory=DialBack)
     _log: Any = attrs.field(factory=lambda: get_logger(component="director"), init=False)
     # Whether the nonce memory's being full has been logged (once per episode).
     _full_logged: bool = attrs.field(default=False, init=False)
@@ -104,7 +108,7 @@ class DirectorApp:
             expired = self.registry.expire(self.clock())
             if expired is not None:
                 log.info("director.coordinator.expired", **_fields(expired))
-            response = handler(scope, body, log)
+            response = await handler(scope, body, log)
         except HTTPError as exc:
             # Bad input, and a full nonce memory, deserve an operator's eye; 404/405/409 and
             # "no coordinator" are routine answers.
@@ -210,11 +214,11 @@ class DirectorApp:
                 headers=((b"retry-after", str(wait).encode()),),
             )
 
-    def _healthz(self, scope: Scope, body: bytes, log: Any) -> Response:
+    async def _healthz(self, scope: Scope, body: bytes, log: Any) -> Response:
         log.debug("director.health.checked")
         return Response(200, {"ok": True})
 
-    def _get_coordinator(self, scope: Scope, body: bytes, log: Any) -> Response:
+    async def _get_coordinator(self, scope: Scope, body: bytes, log: Any) -> Response:
         record = self.registry.coordinator()
         if record is None:
             raise HTTPError(503, "no-coordinator", "no discussion is running: no coordinator known")
@@ -225,7 +229,7 @@ class DirectorApp:
         location = record.public_address.encode("latin-1", "replace")
         return Response(307, record, headers=((b"location", location),))
 
-    def _register_coordinator(self, scope: Scope, body: bytes, log: Any) -> Response:
+    async def _register_coordinator(self, scope: Scope, body: bytes, log: Any) -> Response:
         record = _decode(body, CoordinatorRecord)
         was_provisional = self.registry.provisional
         outcome = self.registry.register_coordinator(record, self.clock())
@@ -246,7 +250,7 @@ class DirectorApp:
             log.info("director.coordinator.registered", replaced=replaced, **_fields(record))
         return Response(200, {"ok": True, "coordinator": record})
 
-    def _register_node(self, scope: Scope, body: bytes, log: Any) -> Response:
+    async def _register_node(self, scope: Scope, body: bytes, log: Any) -> Response:
         reg = _decode(body, NodeRegistration)
         advice = self.registry.register_node(reg, self.clock())
         target = advice.coordinator.node_id if advice.coordinator else None
@@ -257,9 +261,25 @@ class DirectorApp:
             term=advice.term,
             coordinator=target,
         )
-        return Response(200, advice)
+        if _header(scope, DIAL_BACK_HEADER.lower().encode()) != b"1":
+            # A node that predates the fields would refuse them: today's answer.
+            answer = unstructure(advice)
+            del answer["observed-address"], answer["reachable"]
+            return Response(200, answer)
+        observed = _client(scope, port=False) or ""
+        verdict = await self.dial_back.check(reg.public_address, observed)
+        log.info(
+            "director.dialback",
+            **{"node-id": reg.node_id, "public-address": reg.public_address},
+            observed=observed,
+            result=verdict.result,
+            reachable=verdict.reachable,
+            reason=verdict.reason,
+        )
+        answer = attrs.evolve(advice, observed_address=observed, reachable=verdict.reachable)
+        return Response(200, answer)
 
-    def _unregister(self, scope: Scope, body: bytes, log: Any) -> Response:
+    async def _unregister(self, scope: Scope, body: bytes, log: Any) -> Response:
         u = _decode(body, Unregistration)
         forgotten = self.registry.unregister(u)
         log.info(
@@ -337,9 +357,12 @@ def _accepts_json(accept: bytes) -> bool:
     return b"application/json" in types
 
 
-def _client(scope: Scope) -> str | None:
+def _client(scope: Scope, *, port: bool = True) -> str | None:
+    """Where the request came from: ``HOST:PORT``, or the host alone."""
     client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else None
+    if not client:
+        return None
+    return f"{client[0]}:{client[1]}" if port else str(client[0])
 
 
 def _fields(record: CoordinatorRecord) -> dict[str, Any]:

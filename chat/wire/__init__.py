@@ -46,6 +46,7 @@ from chat.wire.control import (
     decode_request,
 )
 from chat.wire.director import (
+    DIAL_BACK_HEADER,
     CoordinatorRecord,
     JoinAdvice,
     NodeRegistration,
@@ -72,6 +73,7 @@ from chat.wire.frames import (
 )
 
 __all__ = [
+    "DIAL_BACK_HEADER",
     "ERROR_CODES",
     "FRAME_TYPES",
     "MAX_FRAME_BYTES",

@@ -17,7 +17,7 @@ import cattrs
 import orjson
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from chat.wire.frames import FRAME_TYPES, Frame
+from chat.wire.frames import FRAME_TYPES, OMIT_IF_DEFAULT, Frame
 
 T = TypeVar("T")
 
@@ -117,7 +117,12 @@ def _attrs_classes(conv: cattrs.Converter) -> None:
     """attrs classes as JSON objects with wire names (``node-id``), no unknown keys."""
 
     def renames(cls: type) -> dict[str, Any]:
-        return {a.name: override(rename=_wire_name(a.name)) for a in attrs.fields(cls)}
+        return {
+            a.name: override(
+                rename=_wire_name(a.name), omit_if_default=a.metadata.get(OMIT_IF_DEFAULT, False)
+            )
+            for a in attrs.fields(cls)
+        }
 
     def structure_factory(cls: type) -> Callable[[Any, Any], Any]:
         if not isinstance(cls, type):

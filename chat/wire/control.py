@@ -158,7 +158,7 @@ class MemberView:
     ``link`` is ``self`` (this node), ``up`` or ``down``; ``last-heard`` is in seconds, or
     null when nothing was heard from it yet. ``display`` is the name to show
     (chat.names); ``idle`` the seconds since this node delivered a message from it, null
-    if none.
+    if none. ``reachable``: whether peers can dial it (``MemberRecord``).
     """
 
     node_id: str
@@ -171,6 +171,7 @@ class MemberView:
     last_heard: float | None = None
     display: str = ""
     idle: float | None = None
+    reachable: bool = True
 
 
 @frozen
@@ -213,6 +214,10 @@ class Status:
     secure: bool = True
     counters: dict[str, int] = field(factory=dict)
     irc: IrcView | None = None  # None: no IRC gateway (no --irc)
+    # Whether peers can dial this node's public address (the director dialed it back),
+    # and the IP address the director saw it come from ("" until a director said).
+    reachable: bool = True
+    observed_address: str = ""
 
 
 @frozen

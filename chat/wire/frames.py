@@ -20,17 +20,25 @@ from chat.wire import bounds as b
 PROTOCOL_VERSION = 3
 # A state-transfer chunk holds at most this many messages (the frame cap binds first).
 MAX_DISCUSSION_MESSAGES = 8192
+# The metadata of a field added within a protocol version: the converter writes it only
+# when it differs from its default, so a node that predates the field (and refuses
+# unknown fields) still decodes every frame whose value is the default (chat.wire.codec).
+OMIT_IF_DEFAULT = "omit-if-default"
+ADDED_LATER = {OMIT_IF_DEFAULT: True}
 
 
 @frozen
 class MemberRecord:
-    """A member of the discussion as the coordinator knows it."""
+    """A member of the discussion as the coordinator knows it. ``reachable``: whether
+    peers can dial its ``public-address`` (the director dialed it back); false for a node
+    that can only dial out, such as one at home behind NAT."""
 
     node_id: str = field(validator=b.ID)
     name: str = field(validator=b.NAME)
     address: str = field(validator=b.ADDRESS)
     public_address: str = field(validator=b.ADDRESS)
     priority: int = field(default=0, validator=b.PRIORITY)
+    reachable: bool = field(default=True, metadata=ADDED_LATER)
 
 
 @frozen
@@ -39,6 +47,7 @@ class Hello:
 
     ``nonce`` is fresh per connection; the proof over both nonces follows in ``auth``.
     ``public-key`` is the node's Ed25519 key; ``node-id`` must be its fingerprint.
+    ``reachable`` as in ``MemberRecord``.
     """
 
     TYPE: ClassVar[str] = "hello"
@@ -52,6 +61,7 @@ class Hello:
     nonce: str = field(validator=b.DIGEST)
     public_key: str = field(validator=b.KEY)
     secure: bool
+    reachable: bool = field(default=True, metadata=ADDED_LATER)
 
 
 @frozen

@@ -130,6 +130,28 @@ GOLDEN_FRAMES: list[tuple[Frame, str]] = [
     (Rename("al"), '{"type":"rename","name":"al"}'),
 ]
 
+# Fields added within a protocol version, at a value other than their default.
+GOLDEN_ADDED: list[tuple[Frame, str]] = [
+    (
+        Hello(
+            3,
+            "n1",
+            "al",
+            "ws://192.168.1.5:8701",
+            "ws://192.168.1.5:8701",
+            0,
+            1,
+            "no",
+            "PK",
+            True,
+            reachable=False,
+        ),
+        '{"type":"hello","protocol-version":3,"node-id":"n1","name":"al",'
+        '"address":"ws://192.168.1.5:8701","public-address":"ws://192.168.1.5:8701",'
+        '"priority":0,"term":1,"nonce":"no","public-key":"PK","secure":true,"reachable":false}',
+    ),
+]
+
 GOLDEN_REQUESTS: list[tuple[Request, str]] = [
     (SendRequest("hi"), '{"op":"send","text":"hi"}'),
     (TailRequest(True, 5), '{"op":"tail","follow":true,"last":5,"events":false}'),
@@ -158,6 +180,8 @@ STATUS = Status(
     True,
     {"messages.relayed": 4},
     IrcView("127.0.0.1:6667", "pw"),
+    False,
+    "203.0.113.7",
 )
 STATUS_JSON = (
     '{"node-id":"n1","name":"alice","address":"ws://10.0.0.1:9000",'
@@ -166,7 +190,8 @@ STATUS_JSON = (
     '"messages":1,"peers":[{"node-id":"n2","name":"bob","last-heard":0.5,"encrypted":true,'
     '"cipher":"TLSv1.3 TLS_AES_256_GCM_SHA384"}],'
     '"director":"http://127.0.0.1:8700","secure":true,"counters":{"messages.relayed":4},'
-    '"irc":{"address":"127.0.0.1:6667","password":"pw"}}'
+    '"irc":{"address":"127.0.0.1:6667","password":"pw"},"reachable":false,'
+    '"observed-address":"203.0.113.7"}'
 )
 
 GOLDEN_BODIES: list[tuple[Any, str]] = [
@@ -186,19 +211,29 @@ GOLDEN_BODIES: list[tuple[Any, str]] = [
         ),
         '{"members":[{"node-id":"n1","name":"alice","address":"ws://a:1",'
         '"public-address":"ws://a.example:1","priority":2,"role":"coordinator","link":"up",'
-        '"last-heard":0.5,"display":"","idle":null}],"ok":true}',
+        '"last-heard":0.5,"display":"","idle":null,"reachable":true}],"ok":true}',
     ),
     (
         WhoResponse(
             [
                 MemberView(
-                    "n1", "al", "ws://a:1", "ws://a:1", 0, "member", "self", None, "al#n1", 2.5
+                    "n1",
+                    "al",
+                    "ws://a:1",
+                    "ws://a:1",
+                    0,
+                    "member",
+                    "self",
+                    None,
+                    "al#n1",
+                    2.5,
+                    False,
                 )
             ]
         ),
         '{"members":[{"node-id":"n1","name":"al","address":"ws://a:1",'
         '"public-address":"ws://a:1","priority":0,"role":"member","link":"self",'
-        '"last-heard":null,"display":"al#n1","idle":2.5}],"ok":true}',
+        '"last-heard":null,"display":"al#n1","idle":2.5,"reachable":false}],"ok":true}',
     ),
     (NickResponse("al"), '{"name":"al","ok":true}'),
     (
@@ -218,8 +253,16 @@ GOLDEN_BODIES: list[tuple[Any, str]] = [
         NodeRegistration("n2", "ws://10.0.0.2:9000", "ws://bob.example:9000"),
         '{"node-id":"n2","address":"ws://10.0.0.2:9000","public-address":"ws://bob.example:9000"}',
     ),
-    (JoinAdvice("join", RECORD, 3), '{"action":"join","coordinator":' + RECORD_JSON + ',"term":3}'),
-    (JoinAdvice("start"), '{"action":"start","coordinator":null,"term":0}'),
+    (
+        JoinAdvice("join", RECORD, 3),
+        '{"action":"join","coordinator":' + RECORD_JSON + ',"term":3,'
+        '"observed-address":"","reachable":true}',
+    ),
+    (
+        JoinAdvice("start", observed_address="203.0.113.7", reachable=False),
+        '{"action":"start","coordinator":null,"term":0,'
+        '"observed-address":"203.0.113.7","reachable":false}',
+    ),
     (Unregistration("n1", 3), '{"node-id":"n1","term":3}'),
 ]
 
@@ -231,7 +274,9 @@ def test_every_frame_type_has_a_golden() -> None:
     assert [type(frame) for frame, _ in GOLDEN_FRAMES] == list(FRAME_TYPES.values())
 
 
-@pytest.mark.parametrize(("frame", "golden"), GOLDEN_FRAMES, ids=lambda v: getattr(v, "TYPE", ""))
+@pytest.mark.parametrize(
+    ("frame", "golden"), GOLDEN_FRAMES + GOLDEN_ADDED, ids=lambda v: getattr(v, "TYPE", "")
+)
 def test_frame_golden_json(frame: Frame, golden: str) -> None:
     assert encode_frame(frame).decode() == golden
     assert decode_frame(golden.encode()) == frame
@@ -255,6 +300,36 @@ def test_response_and_director_golden_json(body: Any, golden: str) -> None:
 
 def test_request_defaults_apply_when_fields_are_left_out() -> None:
     assert decode_request({"op": "tail"}) == TailRequest(follow=False, last=10)
+
+
+def test_reachability_is_written_only_when_false_so_older_nodes_still_decode() -> None:
+    # Older nodes of this protocol version refuse unknown fields: a reachable node's
+    # frames must be exactly what they were before the field existed.
+    hello, golden = GOLDEN_FRAMES[0]
+    assert isinstance(hello, Hello) and hello.reachable
+    assert b"reachable" not in encode_frame(hello)
+    decoded = decode_frame(golden)  # an older node's hello: reachable
+    assert isinstance(decoded, Hello) and decoded.reachable
+    behind_nat = attrs.evolve(MEMBER, reachable=False)
+    nodes = Nodes([MEMBER, behind_nat], {}, 3, "n1")
+    listed = json.loads(encode_frame(nodes))["node"]
+    assert ["reachable" in m for m in listed] == [False, True]
+    assert listed[1]["reachable"] is False
+    assert decode_frame(encode_frame(nodes)) == nodes
+    with pytest.raises(DecodeError, match="expected bool"):
+        decode_frame(golden[:-1] + ',"reachable":"no"}')
+
+
+def test_answers_of_an_older_director_or_chatd_decode_with_the_defaults() -> None:
+    advice = structure({"action": "start", "coordinator": None, "term": 1}, JoinAdvice)
+    assert (advice.reachable, advice.observed_address) == (True, "")
+    old_status = json.loads(STATUS_JSON)
+    del old_status["reachable"], old_status["observed-address"]
+    status = structure(old_status, Status)
+    assert (status.reachable, status.observed_address) == (True, "")
+    member = json.loads(MEMBER_JSON)
+    view = {**member, "role": "member", "link": "up"}
+    assert structure(view, MemberView).reachable
 
 
 # Bad frames ---------------------------------------------------------------------------------

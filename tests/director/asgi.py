@@ -28,8 +28,10 @@ async def call(
     body: bytes = b"",
     headers: Sequence[tuple[str, str]] = (),
     chunks: Sequence[bytes] | None = None,
+    client: str = "127.0.0.1",
 ) -> Reply:
-    """One request; ``chunks`` sends the body in pieces (without Content-Length)."""
+    """One request from ``client``; ``chunks`` sends the body in pieces (without
+    Content-Length)."""
     raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers]
     if chunks is None:
         raw_headers.append((b"content-length", str(len(body)).encode()))
@@ -42,7 +44,7 @@ async def call(
         "path": path,
         "query_string": b"",
         "headers": raw_headers,
-        "client": ("127.0.0.1", 50000),
+        "client": (client, 50000),
         "server": ("127.0.0.1", 8700),
     }
     pending = [

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from hypercorn.config import Config
@@ -45,16 +46,34 @@ async def test_round_trip_with_secret() -> None:
         ):
             assert await client.healthy()
             assert await client.coordinator() is None
-            assert await client.register_node(node("a")) == JoinAdvice(action="start", term=1)
-            assert await client.register_node(node("b")) == JoinAdvice(
-                action="join", coordinator=record("a", 1)
-            )
+            # ws://a has no port: the director dials nothing back, so not reachable.
+            start = JoinAdvice("start", term=1, observed_address="127.0.0.1", reachable=False)
+            assert await client.register_node(node("a")) == start
+            join = attrs.evolve(start, action="join", coordinator=record("a", 1), term=0)
+            assert await client.register_node(node("b")) == join
             assert await client.register_coordinator(record("a", 1)) is None
             assert await client.register_coordinator(record("b", 1)) == record("a", 1)
             assert await client.coordinator() == record("a", 1)
             assert not await client.unregister(Unregistration(node_id="b", term=1))
             assert await client.unregister(Unregistration(node_id="a", term=1))
             assert await client.coordinator() is None
+
+
+async def test_the_advice_says_whether_the_director_could_dial_the_node_back() -> None:
+    (peer_port,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = peer_port.socket.getsockname()[1]
+    with trio.fail_after(10):
+        async with (
+            peer_port,
+            open_director(SECRET) as url,
+            DirectorClient(url, Keyring.of(SECRET), 5) as client,
+        ):
+            here = NodeRegistration("a", "wss://0.0.0.0:1", f"wss://127.0.0.1:{port}")
+            advice = await client.register_node(here)
+            assert (advice.observed_address, advice.reachable) == ("127.0.0.1", True)
+            elsewhere = NodeRegistration("b", "wss://0.0.0.0:1", "wss://192.168.1.5:8701")
+            advice = await client.register_node(elsewhere)
+            assert (advice.observed_address, advice.reachable) == ("127.0.0.1", False)
 
 
 async def test_missing_or_wrong_secret_is_a_clear_error() -> None:
@@ -85,7 +104,7 @@ async def test_a_skewed_clock_is_a_clear_error() -> None:
             assert re.search(r"dated 12[01]s behind the director's clock", message), message
             # Within the window, a clock a little off does not matter.
             async with DirectorClient(url, keyring, 5, wall_clock=lambda: time.time() + 20) as ok:
-                assert await ok.register_node(node("a")) == JoinAdvice(action="start", term=1)
+                assert (await ok.register_node(node("a"))).action == "start"
 
 
 async def test_https_director_with_a_pinned_certificate(tmp_path: Path) -> None:
@@ -98,7 +117,7 @@ async def test_https_director_with_a_pinned_certificate(tmp_path: Path) -> None:
             # The certificate names director.test, not 127.0.0.1: the pin alone decides.
             async with DirectorClient(url, keyring, 5, pinned_cert=pin) as client:
                 assert await client.healthy()
-                assert await client.register_node(node("a")) == JoinAdvice(action="start", term=1)
+                assert (await client.register_node(node("a"))).action == "start"
                 assert await client.register_coordinator(record("a", 1)) is None
             wrong = load_director_cert(str(other.cert))
             async with DirectorClient(url, keyring, 5, pinned_cert=wrong) as client:

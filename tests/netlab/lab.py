@@ -1,4 +1,4 @@
-"""Run commands on the hosts of a ``Network`` as an operator would on each machine.
+"""Run commands on the hosts of ``Namespaces`` as an operator would on each machine.
 
 Every host has its own working directory (where the README's ``secret`` file lives) and
 its own ``XDG_RUNTIME_DIR``: on separate machines each chatd has its own default control
@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Self
 
 from chat_testing.process import Process, child_env
-from tests.hosts.netns import Host, Network, kill_all_in
+from tests.netlab.netns import Host, Namespaces, kill_all_in
 
 
 class Lab:
-    def __init__(self, network: Network, root: Path) -> None:
+    def __init__(self, network: Namespaces, root: Path) -> None:
         self.network = network
         self.root = root
         self.processes: list[Process] = []

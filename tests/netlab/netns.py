@@ -1,14 +1,18 @@
-"""Hosts made of Linux network namespaces, joined by one bridge, for multi-host tests.
+"""Hosts made of Linux network namespaces, for multi-host tests (``make test-hosts``,
+``make test-nat``).
 
-Each host is a namespace with one interface, ``eth0``, and a private address; the bridge
-lives in a namespace of its own (the "switch"), so the machine's own network namespace
-gains nothing: no interface, no address, no route, nothing to clash with. A host's link
-can be taken down and up again (a partition, or a host that vanishes without a FIN).
+Each host is a namespace with one interface, ``eth0``, and a private address, plugged into
+a bridge that lives in a namespace of its own (a "switch", or a home router's LAN), so the
+machine's own network namespace gains nothing: no interface, no address, no route, nothing
+to clash with. A host's link can be taken down and up again (a partition, or a host that
+vanishes without a FIN). ``Namespaces`` makes and removes them; ``Network`` is one switch
+with hosts on it; ``tests.nat.topology`` builds routers and home networks from the same
+parts.
 
 Namespace names carry the test process's pid, so concurrent runs do not collide and the
 leftovers of a run that was killed (its pid gone) are removed by the next one, its working
-directory (``workdir``) too. ``close``
-kills every process still in a host, then deletes every namespace, on any exit.
+directory (``workdir``) too. ``close`` kills every process still in a namespace, then
+deletes every namespace, on any exit.
 """
 
 from __future__ import annotations
@@ -94,12 +98,14 @@ def remove_stale() -> None:
 
 @dataclass(frozen=True)
 class Host:
-    """One host: its namespace, its address on the bridge, its switch port."""
+    """One host: its namespace, its address, and its port on a bridge (the bridge side of
+    its veth pair, in namespace ``bridge_ns``)."""
 
     name: str
     namespace: str
     address: str
-    port: str  # the bridge side of its veth pair, in the switch namespace
+    port: str
+    bridge_ns: str
 
     def argv(self, command: Sequence[str]) -> list[str]:
         """``command`` run on this host (``ip netns exec`` execs it: same pid)."""
@@ -109,25 +115,17 @@ class Host:
         return pids_in(self.namespace)
 
 
-class Network:
-    """A bridge and ``hosts`` (name -> address in ``subnet``), torn down on ``close``."""
+class Namespaces:
+    """Namespaces named ``chathosts-PID-NAME``, hosts plugged into bridges; ``close``
+    kills what runs in them and deletes them all (in reverse order of making)."""
 
-    def __init__(self, hosts: dict[str, str], prefix_len: int = 24) -> None:
+    def __init__(self) -> None:
         remove_stale()
         self.tag = f"{PREFIX}{os.getpid()}-"
-        self.switch = self.tag + SWITCH
         self.hosts: dict[str, Host] = {}
-        self.killed: list[int] = []  # by close: what still ran in a host
+        self.killed: list[int] = []  # by close: what still ran in a namespace
         self._made: list[str] = []
-        try:
-            self._add_namespace(self.switch)
-            ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
-            ip("-n", self.switch, "link", "set", "br0", "up")
-            for index, (name, address) in enumerate(hosts.items()):
-                self._add_host(Host(name, self.tag + name, address, f"p{index}"), prefix_len)
-        except BaseException:
-            self.close()
-            raise
+        self._ports = 0
 
     def __enter__(self) -> Self:
         return self
@@ -135,28 +133,67 @@ class Network:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _add_namespace(self, namespace: str) -> None:
+    def add_namespace(self, name: str) -> str:
+        """A namespace (its loopback up); its full name."""
+        namespace = self.tag + name
         ip("netns", "add", namespace)
         self._made.append(namespace)
         ip("-n", namespace, "link", "set", "lo", "up")
+        return namespace
 
-    def _add_host(self, host: Host, prefix_len: int) -> None:
-        self._add_namespace(host.namespace)
-        ip("-n", self.switch, "link", "add", host.port, "type", "veth",
-           "peer", "name", "eth0", "netns", host.namespace)  # fmt: skip
-        ip("-n", self.switch, "link", "set", host.port, "master", "br0", "up")
-        ip("-n", host.namespace, "addr", "add", f"{host.address}/{prefix_len}", "dev", "eth0")
-        ip("-n", host.namespace, "link", "set", "eth0", "up")
-        self.hosts[host.name] = host
+    def add_bridge(self, namespace: str, bridge: str = "br0") -> None:
+        ip("-n", namespace, "link", "add", bridge, "type", "bridge")
+        ip("-n", namespace, "link", "set", bridge, "up")
+
+    def plug(self, namespace: str, interface: str, bridge_ns: str, bridge: str = "br0") -> str:
+        """A veth pair: ``interface`` in ``namespace``, its other end a port of ``bridge``
+        in ``bridge_ns``; both up. The port's name."""
+        port = f"p{self._ports}"
+        self._ports += 1
+        ip("-n", bridge_ns, "link", "add", port, "type", "veth",
+           "peer", "name", interface, "netns", namespace)  # fmt: skip
+        ip("-n", bridge_ns, "link", "set", port, "master", bridge, "up")
+        ip("-n", namespace, "link", "set", interface, "up")
+        return port
+
+    def add_host(
+        self, name: str, address: str, bridge_ns: str, prefix_len: int = 24, gateway: str = ""
+    ) -> Host:
+        """A host ``name`` with ``address`` on ``eth0``, plugged into ``bridge_ns``'s bridge;
+        its default route via ``gateway`` when given."""
+        namespace = self.add_namespace(name)
+        port = self.plug(namespace, "eth0", bridge_ns)
+        ip("-n", namespace, "addr", "add", f"{address}/{prefix_len}", "dev", "eth0")
+        if gateway:
+            ip("-n", namespace, "route", "add", "default", "via", gateway)
+        host = Host(name, namespace, address, port, bridge_ns)
+        self.hosts[name] = host
+        return host
 
     def link(self, name: str, up: bool) -> None:
         """Take a host's link down (it and the others stop hearing each other) or up."""
-        ip("-n", self.switch, "link", "set", self.hosts[name].port, "up" if up else "down")
+        host = self.hosts[name]
+        ip("-n", host.bridge_ns, "link", "set", host.port, "up" if up else "down")
 
     def close(self) -> None:
-        """Kill every process in every host, then delete every namespace made."""
+        """Kill every process in every namespace, then delete every namespace made."""
         for namespace in reversed(self._made):
             self.killed += kill_all_in(namespace)
         for namespace in reversed(self._made):
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
         self._made.clear()
+
+
+class Network(Namespaces):
+    """A switch and ``hosts`` (name -> address in ``subnet``), torn down on ``close``."""
+
+    def __init__(self, hosts: dict[str, str], prefix_len: int = 24) -> None:
+        super().__init__()
+        try:
+            self.switch = self.add_namespace(SWITCH)
+            self.add_bridge(self.switch)
+            for name, address in hosts.items():
+                self.add_host(name, address, self.switch, prefix_len)
+        except BaseException:
+            self.close()
+            raise
