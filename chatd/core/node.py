@@ -181,7 +181,7 @@ class Node:
         has one again: nobody outside its members' homes can join it meanwhile."""
         count = self._reachable_members()
         alone = count == 0
-        if alone != self._unreachable:
+        if count is not None and alone != self._unreachable:
             self._unreachable = alone
             if alone:
                 self.log.warning("discussion.unreachable", members=len(self.membership.members))
