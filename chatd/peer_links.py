@@ -31,6 +31,8 @@ class PeerLinks:
         self.wanted: dict[str, str] = {}  # peer -> address, from Dial until Undial
         self._dialers: dict[str, trio.CancelScope] = {}
         self.all_gone = trio.Event()
+        # Why the latest dial to a peer failed (``cause`` below), until a dial succeeds.
+        self.dial_failures: dict[str, str] = {}
 
     # What the core asks --------------------------------------------------------------------
 
@@ -127,11 +129,13 @@ class PeerLinks:
                     async with self.transport.open_channel(address, peer) as channel:
                         hello = await self._handshake(channel, expected=peer)
                         channel.authenticated()
+                        self.dial_failures.pop(peer, None)
                         backoff = config.dial_backoff_min
                         await self._run_link(channel, hello)
                 except (ConnectError, HandshakeFailed, ChannelClosed) as exc:
                     # ``cause``: a few fixed words (refused, timed out, ...) to count by.
                     cause = exc.reason if isinstance(exc, ConnectError) else "handshake failed"
+                    self.dial_failures[peer] = cause
                     self.runtime.log.warning(
                         "peer.dial_failed", peer=peer, address=address, reason=str(exc), cause=cause
                     )

@@ -48,6 +48,7 @@ def hello_for(me: MemberRecord, term: int, public_key: str, secure: bool) -> Hel
         nonce="",
         public_key=public_key,
         secure=secure,
+        reachable=me.reachable,
     )
 
 

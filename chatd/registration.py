@@ -1,7 +1,17 @@
 """Keeping the node registered with the director: asking where to join until it is in a
 discussion (and again when it drops out), registering as coordinator, unregistering when
 the discussion ends, and telling a director that is down from one that refuses this
-node's proof (which stops a node that never joined)."""
+node's proof (which stops a node that never joined).
+
+The director's answer also says whether it could dial this node back at its advertised
+address (``reachable``) and where it saw the node come from (``observed_address``): the
+node takes the first into its member record (``Node.reachability``) before it starts or
+joins. A reachable node the director sends to a coordinator it cannot dial (refused,
+timed out, no route), on two joins in a row to the same coordinator and term (a
+dial-out-only node that started the discussion alone, issue 13), starts the discussion
+above that term: the director takes the newer term, and the old coordinator, refused at
+its next registration, follows and joins.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +23,18 @@ from attrs import frozen
 
 from chat.exits import EXIT_CLOCK_SKEW, EXIT_SECRET_REFUSED, Fatal
 from chat.wire import CoordinatorRecord, JoinAdvice, NodeRegistration, Unregistration
+from chatd.channel import NO_ROUTE, REFUSED, TIMED_OUT
 from chatd.config import Config
 
 if TYPE_CHECKING:
     from chatd.runtime import Runtime
+
+
+# Joins in a row that time out with no link to the same coordinator before a reachable
+# node takes over (one could be a coordinator that just died, its members electing).
+UNLINKED_JOINS_TO_TAKE_OVER = 2
+# Dial failures that say the coordinator cannot be reached (not that it refused us).
+UNDIALABLE = frozenset({REFUSED, TIMED_OUT, NO_ROUTE})
 
 
 class DirectorApi(Protocol):
@@ -89,6 +107,9 @@ class Registration:
         # Proof refusals in a row while never joined: (first one's time, how many).
         self._refused: tuple[float, int] | None = None
         self.lock = trio.Lock()  # one director registration at a time
+        self.observed_address = ""  # where the director saw this node come from
+        # Joins that timed out without a link to the coordinator: ((node-id, term), count).
+        self._unlinked: tuple[tuple[str, int], int] | None = None
 
     async def stay_joined(self) -> None:
         """Keep the node in a discussion: join at start; and when the coordinator dropped it
@@ -119,6 +140,7 @@ class Registration:
                 continue
             self._director_up()
             self._refused = None
+            self._learn_reachability(advice)
             if advice.action == "wait":
                 self.runtime.log.info("join.waiting", reason="the director has just started")
                 await trio.sleep(self.config.director_interval / 2)
@@ -135,6 +157,44 @@ class Registration:
                     await self.runtime.joined.wait()
                 if not self.runtime.node.ready:
                     self.runtime.log.warning("join.timeout", coordinator=advice.coordinator.node_id)
+                    self._take_over_if_unreachable(advice.coordinator)
+
+    def _learn_reachability(self, advice: JoinAdvice) -> None:
+        if advice.observed_address and advice.observed_address != self.observed_address:
+            self.observed_address = advice.observed_address
+        if advice.reachable != self.runtime.node.me.reachable:
+            if not advice.reachable:
+                self.runtime.log.warning(
+                    "node.dial_out_only",
+                    advertised=self.runtime.node.me.public_address,
+                    observed=advice.observed_address,
+                )
+            reachable = advice.reachable
+            self.runtime.feed(
+                "reachability",
+                lambda: self.runtime.node.reachability(reachable, self.runtime.now()),
+            )
+
+    def _take_over_if_unreachable(self, coordinator: CoordinatorRecord) -> None:
+        """A reachable node that could not even link to the coordinator, twice: the
+        coordinator cannot be dialed (it is behind NAT, alone or with its home), so this
+        node starts the discussion above its term and the director deposes it."""
+        node = self.runtime.node
+        cause = self.runtime.peer_links.dial_failures.get(coordinator.node_id)
+        if not node.me.reachable or cause not in UNDIALABLE:
+            self._unlinked = None
+            return
+        key = (coordinator.node_id, coordinator.term)
+        count = self._unlinked[1] + 1 if self._unlinked and self._unlinked[0] == key else 1
+        self._unlinked = (key, count)
+        if count < UNLINKED_JOINS_TO_TAKE_OVER:
+            return
+        self._unlinked = None
+        self.runtime.log.warning(
+            "join.taking_over", coordinator=coordinator.node_id, reason="cannot link to it"
+        )
+        term = coordinator.term + 1
+        self.runtime.feed("start", partial(node.start_discussion, term, self.runtime.now()))
 
     async def register(self, record: CoordinatorRecord) -> None:
         if self.lock.locked():

@@ -106,6 +106,11 @@ class Runtime:
     def director_error(self) -> str | None:
         return self.registration.director_error
 
+    @property
+    def observed_address(self) -> str:
+        """Where the director saw this node come from ("" until it said)."""
+        return self.registration.observed_address
+
     def now(self) -> float:
         return trio.current_time()
 

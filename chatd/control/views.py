@@ -49,6 +49,8 @@ def status_of(runtime: Runtime, irc: IrcView | None = None) -> Status:
         secure=runtime.keyring is not None and all(p.encrypted for p in peers),
         counters=dict(snap.counters),
         irc=irc,
+        reachable=snap.reachable,
+        observed_address=runtime.observed_address,
     )
 
 
@@ -75,6 +77,7 @@ def members_of(runtime: Runtime) -> list[MemberView]:
                 last_heard=None if heard is None else round(now - heard, 3),
                 display=shown.get(member.node_id, member.name),
                 idle=None if spoke is None else round(now - spoke, 3),
+                reachable=member.reachable,
             )
         )
     return views

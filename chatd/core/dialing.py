@@ -1,9 +1,12 @@
 """Which links this node opens itself, and the ``Dial``/``Undial`` effects that say so.
 
 Members dial the coordinator (its member record's address, else what a claim or the
-director said); between two members of the overlay the lower node-id dials, so each link
-is opened from one end only; a candidate dials the higher members it must ask, overlay or
-not. The coordinator dials nobody: its members dial it. A leaving node dials nobody.
+director said); between two members of the overlay, the one peers can dial is dialed: a
+dial-out-only member (behind NAT) dials a reachable one and is never dialed; when both are
+reachable the lower node-id dials, so each link is opened from one end only; when neither
+is, nobody tries, unless they share a home network (``Membership.same_home``: then the
+lower dials). A candidate dials the higher members it must ask, overlay or not, if it
+can. The coordinator dials nobody: its members dial it. A leaving node dials nobody.
 """
 
 from __future__ import annotations
@@ -26,10 +29,24 @@ def dials(standing: Standing, membership: Membership, voting: bool) -> dict[str,
         out[coordinator] = address
     wanted = set(neighbours) | (membership.higher() if voting else set())
     for peer in wanted - {coordinator}:
-        # The second case: a candidate's link to a higher member off the overlay.
-        if peer in members and (me < peer or peer not in neighbours):
+        if peer in members and _opens(membership, peer, peer in neighbours):
             out[peer] = members[peer].public_address
     return out
+
+
+def _opens(membership: Membership, peer: str, neighbour: bool) -> bool:
+    """Whether this node opens the link to ``peer`` (a neighbour, or a higher member a
+    candidate must ask), rather than ``peer`` opening it or nobody."""
+    if membership.reachable(peer):
+        # Both reachable: the lower dials the overlay's links; a candidate dials its own.
+        return (
+            not membership.reachable(membership.node_id)
+            or membership.node_id < peer
+            or not neighbour
+        )
+    if membership.reachable(membership.node_id):
+        return False  # it dials us
+    return membership.node_id < peer and membership.same_home(peer)
 
 
 class Dialing:

@@ -5,6 +5,12 @@ Rules:
   is final.
 - Claims are judged by ``chatd.core.terms``; an accepted new claim is flooded to linked
   peers.
+- Ranks are ``(reachable, priority, node-id)`` (``chatd.core.membership``): a node peers
+  can dial outranks every dial-out-only node (behind NAT), so newcomers can always dial
+  the coordinator. A dial-out-only node told to start a discussion (nobody is there)
+  coordinates it alone, and the first reachable node that joins bullies it (its rank is
+  higher), or, when it cannot dial it, starts above its term at the director
+  (``chatd.registration``), which deposes it.
 - A member that has not heard the coordinator for ``failure_timeout`` stands for election;
   a higher node that hears an ``election`` answers ``vote`` and stands itself (at most once
   per ``election_timeout / 2`` per candidate; a coordinator reasserts at most once per
@@ -164,7 +170,7 @@ class Election:
         if not others:
             self.log.info("discussion.ended", messages=messages)
             return [UnregisterCoordinator(self.standing.term)]
-        successor = max(others, key=lambda m: (m.priority, m.node_id))
+        successor = max(others, key=lambda m: self.membership.rank(m.node_id))
         self.standing.term += 1
         self.log.info("coordinator.handover", successor=successor.node_id)
         handover = identity.sign_claim(

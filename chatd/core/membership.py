@@ -10,9 +10,21 @@
   member listed under another name than its own asks again, at most every
   ``rename_retry``. Presence events are derived from the membership (chatd.core.presence);
   ``nodes.departed`` says which removed members left and which were taken for dead.
+- Rank: ``(reachable, priority, node-id)``, highest coordinates (the bully election,
+  ``chatd.core.election``). A reachable node (the director could dial it back) outranks
+  every dial-out-only one (behind NAT), whatever their priorities: newcomers must be able
+  to dial the coordinator. A dial-out-only node coordinates only while no reachable node
+  is a member, and hands over to the first that joins.
+- The overlay attaches dial-out-only members to reachable ones (``chatd.core.overlay``);
+  two dial-out-only members whose advertised addresses are in one private /24 network
+  are taken to share a home and linked too (a wrong guess fails safe: every link is
+  pinned to the node-id it dials).
 """
 
 from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -28,7 +40,21 @@ from chatd.core.presence import Roster
 from chatd.core.recorder import Recorder
 from chatd.core.standing import Standing
 
-Rank = tuple[int, str]  # (priority, node-id): the highest live node must coordinate
+Rank = tuple[bool, int, str]  # (reachable, priority, node-id): the highest live coordinates
+
+
+def home_of(member: MemberRecord) -> str | None:
+    """The private /24 network of a dial-out-only member's advertised address (where it
+    may be dialed from its own home), or None."""
+    if member.reachable:
+        return None
+    try:
+        ip = ipaddress.ip_address(urlsplit(member.public_address).hostname or "")
+    except ValueError:
+        return None
+    if not isinstance(ip, ipaddress.IPv4Address) or not ip.is_private or ip.is_loopback:
+        return None
+    return str(ipaddress.ip_network(f"{ip}/24", strict=False))
 
 
 class Membership:
@@ -62,8 +88,30 @@ class Membership:
         return self.overlay.get(self.node_id, [])
 
     def rank(self, node_id: str) -> Rank:
-        member = self.members.get(node_id)
-        return (member.priority if member is not None else 0, node_id)
+        """A node's rank; one we hold no record of is taken as reachable, priority 0."""
+        member = self.me if node_id == self.node_id else self.members.get(node_id)
+        if member is None:
+            return (True, 0, node_id)
+        return (member.reachable, member.priority, node_id)
+
+    def reachable(self, node_id: str) -> bool:
+        member = self.me if node_id == self.node_id else self.members.get(node_id)
+        return member is None or member.reachable
+
+    def same_home(self, node_id: str) -> bool:
+        """Whether a member is dial-out-only in this node's own home network."""
+        member, mine = self.members.get(node_id), home_of(self.me)
+        return member is not None and mine is not None and home_of(member) == mine
+
+    def assign(self) -> None:
+        """The overlay of the current members (as coordinator)."""
+        members = self.members.values()
+        self.overlay = assign(
+            self.members,
+            self.config.full_mesh_max,
+            {m.node_id for m in members if not m.reachable},
+            {m.node_id: home for m in members if (home := home_of(m)) is not None},
+        )
 
     def higher(self) -> set[str]:
         """The members that outrank this node."""
@@ -93,7 +141,7 @@ class Membership:
     def found(self) -> None:
         """A new discussion: this node alone."""
         self.members = {self.node_id: self.me}
-        self.overlay = assign(self.members, self.config.full_mesh_max)
+        self.assign()
 
     def seat_self(self) -> None:
         self.members[self.node_id] = self.me
@@ -112,7 +160,7 @@ class Membership:
     def changed(self) -> list[Effect]:
         """As coordinator after a change: a new version of ``nodes`` to every member."""
         self._version += 1
-        self.overlay = assign(self.members, self.config.full_mesh_max)
+        self.assign()
         frame = self.nodes_frame()
         peers = self.links.peers
         effects: list[Effect] = [Send(peer, frame) for peer in peers if peer in self.members]
@@ -135,6 +183,7 @@ class Membership:
             address=hello.address,
             public_address=hello.public_address,
             priority=hello.priority,
+            reachable=hello.reachable,
         )
         self.departed.pop(peer, None)
         self.log.info(
@@ -210,6 +259,18 @@ class Membership:
                 "presence", presence=event.event, member=event.node_id, member_name=event.name
             )
         return [Announce(event) for event in events]
+
+    def set_reachable(self, reachable: bool) -> list[Effect]:
+        """Whether peers can dial this node, as the director found; a coordinator lists
+        the change."""
+        if reachable == self.me.reachable:
+            return []
+        self.log.info("node.reachability", reachable=reachable)
+        self.me = attrs.evolve(self.me, reachable=reachable)
+        if self.standing.role is Role.COORDINATOR:
+            self.members[self.node_id] = self.me
+            return self.changed()
+        return []
 
     # Names -------------------------------------------------------------------------------
 

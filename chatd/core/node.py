@@ -100,6 +100,7 @@ class Node:
             identity, config, self.standing, self.membership, self.links, self.log
         )
         self.dialing = Dialing()
+        self._unreachable = False  # logged: no member of the discussion can be dialed
 
     # Reading -----------------------------------------------------------------------------
 
@@ -150,7 +151,14 @@ class Node:
             vector_clock=self.replica.delivered_clock(),
             messages=len(self.replica.history),
             counters=dict(self.log.counters),
+            reachable=me.reachable,
+            reachable_members=self._reachable_members(),
         )
+
+    def _reachable_members(self) -> int | None:
+        if not self.ready:
+            return None
+        return sum(m.reachable for m in self.membership.members.values())
 
     def recent(self, n: int) -> list[Message]:
         """The last ``n`` messages delivered, in delivery order."""
@@ -162,16 +170,34 @@ class Node:
 
     def _finish(self, effects: list[Effect]) -> list[Effect]:
         """An event's effects, then its log lines and the changes to what we dial."""
+        self._note_reachable_members()
         effects.extend(self.log.drain())
         wanted = dials(self.standing, self.membership, self.election.voting())
         effects.extend(self.dialing.update(wanted))
         return effects
+
+    def _note_reachable_members(self) -> None:
+        """Log once when the discussion has no reachable member left, and once when it
+        has one again: nobody outside its members' homes can join it meanwhile."""
+        count = self._reachable_members()
+        alone = count == 0
+        if count is not None and alone != self._unreachable:
+            self._unreachable = alone
+            if alone:
+                self.log.warning("discussion.unreachable", members=len(self.membership.members))
+            else:
+                self.log.info("discussion.reachable", reachable=count)
 
     # Lifecycle events --------------------------------------------------------------------
 
     def start_discussion(self, term: int, now: float) -> list[Effect]:
         """The director said nobody is here: become the coordinator of a new discussion."""
         return self._finish(self.election.start(term, now))
+
+    def reachability(self, reachable: bool, now: float) -> list[Effect]:
+        """The director said whether peers can dial this node (its dial-back); it is in
+        this node's member record, its ``hello`` and its rank from now on."""
+        return self._finish(self.membership.set_reachable(reachable))
 
     def join(self, coordinator: CoordinatorRecord, now: float) -> list[Effect]:
         """The director named the coordinator: dial it (``Dial``) and ask to join (on the

@@ -26,3 +26,7 @@ class Snapshot:
     vector_clock: dict[str, int]
     messages: int  # history length
     counters: dict[str, int]
+    reachable: bool = True  # whether peers can dial this node (the director dialed it back)
+    # None while not in a discussion; else whether any member can be dialed (a discussion
+    # of dial-out-only members only cannot be joined from outside their homes).
+    reachable_members: int | None = None

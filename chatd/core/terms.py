@@ -3,7 +3,7 @@
 - Terms only grow. A coordinator claim (``update-coordinator``) is signed by the coordinator
   it names, or, for a hand-over, by the coordinator it replaces; any other is refused. A
   claim of an older term is refused and answered with the current signed claim (fencing);
-  of the same term, the higher rank ``(priority, node-id)`` wins; a term more than
+  of the same term, the higher rank ``(reachable, priority, node-id)`` wins; a term more than
   ``max_term_step`` above any seen is refused.
 - Bully: a lower node's winning claim is never followed, not even for a moment: this node
   stands above its term, at most once per ``election_timeout`` for each claimant.

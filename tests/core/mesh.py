@@ -52,6 +52,8 @@ class Mesh:
         self.director: list[tuple[str, Effect]] = []
         self.frames: list[tuple[str, str, Frame]] = []  # (from, to, frame), as carried
         self.drop: Drop = lambda src, dst, frame: False
+        # Whether a dial from one node to another connects (NAT: not to a dial-out-only one).
+        self.dialable: Callable[[Node, Node], bool] = lambda src, dst: True
         self.now = 0.0
 
     # Building ----------------------------------------------------------------------------
@@ -86,6 +88,7 @@ class Mesh:
             nonce=f"nonce-{node.me.name}",
             public_key=self.identities[node.node_id].public_key,
             secure=True,
+            reachable=node.me.reachable,
         )
 
     def start(self, node: Node, term: int = 1) -> None:
@@ -171,7 +174,9 @@ class Mesh:
                 (node, self.nodes[peer])
                 for node in list(self.nodes.values())
                 for peer in self.wanted[node.node_id]
-                if peer in self.nodes and frozenset((node.node_id, peer)) not in self.links
+                if peer in self.nodes
+                and frozenset((node.node_id, peer)) not in self.links
+                and self.dialable(node, self.nodes[peer])
             ]
             if not wanted:
                 return

@@ -8,8 +8,8 @@ operator at home would (THIS-HOST is the only address it has). Every check goes 
 Node-ids are random and rank nodes of one priority, so which node coordinates is luck:
 the scenarios that need a home node to outrank the public ones (the issue's common case,
 4 in 5 with one public node and four at home) give home nodes a higher ``--priority``,
-so the outcome is the same on every run. A core that ranks reachable nodes above
-dial-out-only ones (issue 13) must pass them all the same.
+so the outcome is the same on every run: the core ranks reachable nodes above
+dial-out-only ones (issue 13), whatever their priorities.
 
 Needs root, ``ip netns`` and ``iptables`` (skipped otherwise); ``make test-nat`` runs it.
 """
@@ -165,13 +165,6 @@ def test_two_nodes_in_one_home_link_directly(lab: Lab) -> None:
         chat.everyone_hears_everyone(["pub1", "a1", "a2"], "hello")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=WaitTimeout,
-    reason="issue 13, measured before the core's NAT rules: the highest-ranked home node "
-    "outranks pub1, wins term 2 and registers its LAN address; pub1 and its home form the "
-    "discussion, the other home stays 'joining' (join.timeout every 5 s), members nowhere",
-)
 def test_everyone_joins_and_every_message_reaches_everyone(lab: Lab) -> None:
     with overall_deadline(150, "the everyone-joins test"):
         chat = Discussion(lab)
@@ -179,17 +172,20 @@ def test_everyone_joins_and_every_message_reaches_everyone(lab: Lab) -> None:
         for name in HOME_NODES:
             chat.start(name, priority=1)
         everyone = ["pub1", *HOME_NODES]
-        chat.joined(everyone)
+        # Reachable outranks dial-out-only: pub1 coordinates over higher priorities.
+        assert host_of(chat.ids, chat.joined(everyone)) == "pub1"
         chat.everyone_hears_everyone(everyone, "hello")
+        # Each knows which it is, and who shows it of everyone.
+        assert lab.status("pub1")["reachable"] is True
+        assert lab.status("b1")["reachable"] is False
+        assert lab.status("b1")["observed-address"] == HOMES["b"][0]
+        shown = {m["node-id"]: m["reachable"] for m in lab.json_lines("a1", "who")}
+        assert shown == {chat.ids[n]: n == "pub1" for n in everyone}, shown
+        # The homes never link to each other: messages between them go through pub1.
+        peers = {p["node-id"] for p in lab.status("a1")["peers"]}
+        assert not peers & {chat.ids["b1"], chat.ids["b2"]}, peers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=WaitTimeout,
-    reason="issue 13, measured before the core's NAT rules: home a coordinates at a LAN "
-    "address (a1, or a2 if it outranks a1); the director sends every later node there: a1 "
-    "and a2 are the discussion, pub1, b1 and b2 stay 'joining'",
-)
 def test_a_home_node_starts_first(lab: Lab) -> None:
     with overall_deadline(150, "the home-first test"):
         chat = Discussion(lab)
@@ -197,18 +193,11 @@ def test_a_home_node_starts_first(lab: Lab) -> None:
         everyone = ["a1", "pub1", "a2", "b1", "b2"]
         for name in everyone[1:]:
             chat.start(name)
-        chat.joined(everyone)
+        # pub1 cannot dial a1: it starts above a1's term, and a1 follows it (the director).
+        assert host_of(chat.ids, chat.joined(everyone)) == "pub1"
         chat.everyone_hears_everyone(everyone, "hello")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=WaitTimeout,
-    reason="issue 13, measured before the core's NAT rules: all six join and every message "
-    "before reaches everyone; with pub1 gone, home nodes outrank pub2 and the survivors "
-    "split into pub2 with one home and the other home (measured: {pub2, a1, a2}, {b1, b2}), "
-    "whose coordinators depose each other at the director (term 2 -> 53 in 30 s)",
-)
 def test_the_public_coordinator_is_killed_while_another_public_node_remains(lab: Lab) -> None:
     with overall_deadline(180, "the coordinator-lost test"):
         chat = Discussion(lab)
@@ -225,5 +214,5 @@ def test_the_public_coordinator_is_killed_while_another_public_node_remains(lab:
         lab.network.link("pub1", up=False)
         lab.crash("pub1")
         survivors = everyone[1:]
-        chat.joined(survivors)
+        assert host_of(chat.ids, chat.joined(survivors)) == "pub2"
         chat.everyone_hears_everyone(survivors, "after")
