@@ -124,6 +124,11 @@ def status_lines(status: Status) -> list[str]:
     if status.director:
         rows.append(("director", [visible(status.director)]))
     rows.append(("secure", [secure_line(status)]))
+    seen = f"; the director saw it come from {visible(status.observed_address)}"
+    dialable = "yes" if status.reachable else "no: dial-out only"
+    rows.append(("reachable", [dialable + (seen if status.observed_address else "")]))
+    if status.warning:
+        rows.append(("warning", [visible(status.warning)]))
     if status.irc is not None:
         irc = status.irc
         rows.append(("irc", [f"{visible(irc.address)} password {visible(irc.password)}"]))

@@ -49,6 +49,7 @@ def hello_for(me: MemberRecord, term: int, public_key: str, secure: bool) -> Hel
         public_key=public_key,
         secure=secure,
         reachable=me.reachable,
+        observed_address=me.observed_address,
     )
 
 

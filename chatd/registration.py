@@ -162,17 +162,18 @@ class Registration:
     def _learn_reachability(self, advice: JoinAdvice) -> None:
         if advice.observed_address and advice.observed_address != self.observed_address:
             self.observed_address = advice.observed_address
-        if advice.reachable != self.runtime.node.me.reachable:
+        me = self.runtime.node.me
+        if (advice.reachable, advice.observed_address) != (me.reachable, me.observed_address):
             if not advice.reachable:
                 self.runtime.log.warning(
                     "node.dial_out_only",
                     advertised=self.runtime.node.me.public_address,
                     observed=advice.observed_address,
                 )
-            reachable = advice.reachable
+            reachable, observed = advice.reachable, advice.observed_address
             self.runtime.feed(
                 "reachability",
-                lambda: self.runtime.node.reachability(reachable, self.runtime.now()),
+                lambda: self.runtime.node.reachability(reachable, observed, self.runtime.now()),
             )
 
     def _take_over_if_unreachable(self, coordinator: CoordinatorRecord) -> None:

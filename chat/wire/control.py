@@ -218,6 +218,9 @@ class Status:
     # and the IP address the director saw it come from ("" until a director said).
     reachable: bool = True
     observed_address: str = ""
+    # What is wrong with the discussion as this node sees it, in words ("" when nothing):
+    # today, that no member can be dialed, so newcomers cannot join.
+    warning: str = ""
 
 
 @frozen

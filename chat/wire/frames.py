@@ -31,7 +31,9 @@ ADDED_LATER = {OMIT_IF_DEFAULT: True}
 class MemberRecord:
     """A member of the discussion as the coordinator knows it. ``reachable``: whether
     peers can dial its ``public-address`` (the director dialed it back); false for a node
-    that can only dial out, such as one at home behind NAT."""
+    that can only dial out, such as one at home behind NAT. ``observed-address``: the IP
+    the director saw it come from ("" if unknown): dial-out-only members that share one
+    are behind the same NAT, in one home."""
 
     node_id: str = field(validator=b.ID)
     name: str = field(validator=b.NAME)
@@ -39,6 +41,7 @@ class MemberRecord:
     public_address: str = field(validator=b.ADDRESS)
     priority: int = field(default=0, validator=b.PRIORITY)
     reachable: bool = field(default=True, metadata=ADDED_LATER)
+    observed_address: str = field(default="", validator=b.ADDRESS, metadata=ADDED_LATER)
 
 
 @frozen
@@ -47,7 +50,7 @@ class Hello:
 
     ``nonce`` is fresh per connection; the proof over both nonces follows in ``auth``.
     ``public-key`` is the node's Ed25519 key; ``node-id`` must be its fingerprint.
-    ``reachable`` as in ``MemberRecord``.
+    ``reachable`` and ``observed-address`` as in ``MemberRecord``.
     """
 
     TYPE: ClassVar[str] = "hello"
@@ -62,6 +65,7 @@ class Hello:
     public_key: str = field(validator=b.KEY)
     secure: bool
     reachable: bool = field(default=True, metadata=ADDED_LATER)
+    observed_address: str = field(default="", validator=b.ADDRESS, metadata=ADDED_LATER)
 
 
 @frozen

@@ -21,6 +21,12 @@ from chatd.core.presence import Presence
 from chatd.runtime import Runtime
 
 
+NO_REACHABLE_MEMBER = (
+    "no member can be dialed (all are behind NAT): newcomers cannot join until a node"
+    " with a reachable address does (README: Across networks)"
+)
+
+
 def status_of(runtime: Runtime, irc: IrcView | None = None) -> Status:
     snap = runtime.node.snapshot()
     now = runtime.now()
@@ -50,6 +56,7 @@ def status_of(runtime: Runtime, irc: IrcView | None = None) -> Status:
         counters=dict(snap.counters),
         irc=irc,
         reachable=snap.reachable,
+        warning=NO_REACHABLE_MEMBER if snap.reachable_members == 0 else "",
         observed_address=runtime.observed_address,
     )
 

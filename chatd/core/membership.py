@@ -16,15 +16,11 @@
   to dial the coordinator. A dial-out-only node coordinates only while no reachable node
   is a member, and hands over to the first that joins.
 - The overlay attaches dial-out-only members to reachable ones (``chatd.core.overlay``);
-  two dial-out-only members whose advertised addresses are in one private /24 network
-  are taken to share a home and linked too (a wrong guess fails safe: every link is
-  pinned to the node-id it dials).
+  two dial-out-only members that the director saw come from one address (one NAT) share
+  a home and are linked too, over their advertised (LAN) addresses.
 """
 
 from __future__ import annotations
-
-import ipaddress
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -44,17 +40,11 @@ Rank = tuple[bool, int, str]  # (reachable, priority, node-id): the highest live
 
 
 def home_of(member: MemberRecord) -> str | None:
-    """The private /24 network of a dial-out-only member's advertised address (where it
-    may be dialed from its own home), or None."""
-    if member.reachable:
+    """The home of a dial-out-only member: the address the director saw it come from (its
+    NAT's), or None when that is unknown or the member can be dialed."""
+    if member.reachable or not member.observed_address:
         return None
-    try:
-        ip = ipaddress.ip_address(urlsplit(member.public_address).hostname or "")
-    except ValueError:
-        return None
-    if not isinstance(ip, ipaddress.IPv4Address) or not ip.is_private or ip.is_loopback:
-        return None
-    return str(ipaddress.ip_network(f"{ip}/24", strict=False))
+    return member.observed_address
 
 
 class Membership:
@@ -184,6 +174,7 @@ class Membership:
             public_address=hello.public_address,
             priority=hello.priority,
             reachable=hello.reachable,
+            observed_address=hello.observed_address,
         )
         self.departed.pop(peer, None)
         self.log.info(
@@ -260,13 +251,13 @@ class Membership:
             )
         return [Announce(event) for event in events]
 
-    def set_reachable(self, reachable: bool) -> list[Effect]:
-        """Whether peers can dial this node, as the director found; a coordinator lists
-        the change."""
-        if reachable == self.me.reachable:
+    def set_reachable(self, reachable: bool, observed_address: str) -> list[Effect]:
+        """Whether peers can dial this node, and where the director saw it come from; a
+        coordinator lists the change."""
+        if (reachable, observed_address) == (self.me.reachable, self.me.observed_address):
             return []
-        self.log.info("node.reachability", reachable=reachable)
-        self.me = attrs.evolve(self.me, reachable=reachable)
+        self.log.info("node.reachability", reachable=reachable, observed=observed_address)
+        self.me = attrs.evolve(self.me, reachable=reachable, observed_address=observed_address)
         if self.standing.role is Role.COORDINATOR:
             self.members[self.node_id] = self.me
             return self.changed()

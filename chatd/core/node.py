@@ -194,10 +194,11 @@ class Node:
         """The director said nobody is here: become the coordinator of a new discussion."""
         return self._finish(self.election.start(term, now))
 
-    def reachability(self, reachable: bool, now: float) -> list[Effect]:
-        """The director said whether peers can dial this node (its dial-back); it is in
-        this node's member record, its ``hello`` and its rank from now on."""
-        return self._finish(self.membership.set_reachable(reachable))
+    def reachability(self, reachable: bool, observed_address: str, now: float) -> list[Effect]:
+        """The director said whether peers can dial this node (its dial-back) and where it
+        saw the node come from; both are in this node's member record and its ``hello``,
+        the first in its rank, from now on."""
+        return self._finish(self.membership.set_reachable(reachable, observed_address))
 
     def join(self, coordinator: CoordinatorRecord, now: float) -> list[Effect]:
         """The director named the coordinator: dial it (``Dial``) and ask to join (on the

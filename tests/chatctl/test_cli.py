@@ -221,6 +221,7 @@ def test_status_human(daemon: FakeDaemon, capsys: Capture) -> None:
         "vector-clock": "a1a1a1a1a1a1=2 b2b2b2b2b2b2=1",
         "peers": "a1a1a1a1a1a1 alice (heard 0.2 s ago, TLSv1.3 TLS_AES_256_GCM_SHA384)",
         "secure": "yes (group secret; every link TLS 1.3)",
+        "reachable": "yes",
     }
     carol = "c3c3c3c3c3c3 carol (heard 1.5 s ago, TLSv1.3 TLS_AES_256_GCM_SHA384)"
     assert " " * 16 + carol in lines

@@ -89,6 +89,7 @@ class Mesh:
             public_key=self.identities[node.node_id].public_key,
             secure=True,
             reachable=node.me.reachable,
+            observed_address=node.me.observed_address,
         )
 
     def start(self, node: Node, term: int = 1) -> None:

@@ -27,13 +27,26 @@ def natted(mesh: Mesh, homes: dict[str, str]) -> None:
     mesh.dialable = dialable
 
 
-def add(mesh: Mesh, name: str, seed: int, priority: int = 0, lan: str | None = None) -> Node:
-    """A node; with ``lan`` (such as "192.168.1") dial-out-only, advertising a LAN address."""
+# Where the director sees each home's nodes come from: its router's public address.
+ROUTERS = {"192.168.1": "203.0.113.21", "192.168.2": "203.0.113.22", "10.1.1": "203.0.113.23"}
+
+
+def add(
+    mesh: Mesh,
+    name: str,
+    seed: int,
+    priority: int = 0,
+    lan: str | None = None,
+    router: str | None = None,
+) -> Node:
+    """A node; with ``lan`` (such as "192.168.1") dial-out-only, advertising a LAN address,
+    seen by the director at that home's router (one public address per LAN)."""
     node = mesh.add(name, seed, priority)
     if lan is not None:
         lan_address = f"wss://{lan}.{seed}:8701"
         node.membership.me = attrs.evolve(node.me, public_address=lan_address)
-        mesh.route(node, node.reachability(False, mesh.now))
+        seen = router or ROUTERS[lan]
+        mesh.route(node, node.reachability(False, seen, mesh.now))
     return node
 
 
@@ -158,9 +171,13 @@ def test_dial_out_only_members_get_reachable_neighbours_only_but_their_home() ->
                 assert connected(overlay, without=node), f"{count}: {node} cuts the overlay"
 
 
-def test_a_home_is_a_dial_out_only_members_private_network() -> None:
+def test_a_home_is_the_address_a_dial_out_only_member_is_seen_from() -> None:
     mesh = Mesh()
     home = add(mesh, "home", 7, lan="192.168.1")
+    other = add(mesh, "other", 9, lan="192.168.1", router="198.51.100.7")  # another home
     public = add(mesh, "pub", 11)
-    assert home_of(home.me) == "192.168.1.0/24"
+    assert home_of(home.me) == ROUTERS["192.168.1"]
+    assert home_of(other.me) == "198.51.100.7" != home_of(home.me)
     assert home_of(public.me) is None
+    unknown = attrs.evolve(home.me, observed_address="")  # a director that predates it
+    assert home_of(unknown) is None

@@ -191,7 +191,7 @@ STATUS_JSON = (
     '"cipher":"TLSv1.3 TLS_AES_256_GCM_SHA384"}],'
     '"director":"http://127.0.0.1:8700","secure":true,"counters":{"messages.relayed":4},'
     '"irc":{"address":"127.0.0.1:6667","password":"pw"},"reachable":false,'
-    '"observed-address":"203.0.113.7"}'
+    '"observed-address":"203.0.113.7","warning":""}'
 )
 
 GOLDEN_BODIES: list[tuple[Any, str]] = [
@@ -318,13 +318,20 @@ def test_reachability_is_written_only_when_false_so_older_nodes_still_decode() -
     assert decode_frame(encode_frame(nodes)) == nodes
     with pytest.raises(DecodeError, match="expected bool"):
         decode_frame(golden[:-1] + ',"reachable":"no"}')
+    assert b"observed-address" not in encode_frame(hello)
+    home = attrs.evolve(behind_nat, observed_address="203.0.113.7")  # seen behind its NAT
+    listed = json.loads(encode_frame(Nodes([home], {}, 3, "n1")))["node"]
+    assert listed[0]["observed-address"] == "203.0.113.7"
+    assert decode_frame(encode_frame(Nodes([home], {}, 3, "n1"))) == Nodes([home], {}, 3, "n1")
+    with pytest.raises(DecodeError):
+        decode_frame(golden[:-1] + ',"observed-address":"' + "x" * 10_000 + '"}')
 
 
 def test_answers_of_an_older_director_or_chatd_decode_with_the_defaults() -> None:
     advice = structure({"action": "start", "coordinator": None, "term": 1}, JoinAdvice)
     assert (advice.reachable, advice.observed_address) == (True, "")
     old_status = json.loads(STATUS_JSON)
-    del old_status["reachable"], old_status["observed-address"]
+    del old_status["reachable"], old_status["observed-address"], old_status["warning"]
     status = structure(old_status, Status)
     assert (status.reachable, status.observed_address) == (True, "")
     member = json.loads(MEMBER_JSON)

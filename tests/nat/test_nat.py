@@ -190,12 +190,16 @@ def test_a_home_node_starts_first(lab: Lab) -> None:
     with overall_deadline(150, "the home-first test"):
         chat = Discussion(lab)
         chat.start_first("a1")
+        # Alone at home, a1 coordinates a discussion nobody outside can dial: status says so.
+        warned = lambda: "no member can be dialed" in lab.status("a1")["warning"]  # noqa: E731
+        wait_until(warned, WAIT, "a1's status to warn that nobody can be dialed")
         everyone = ["a1", "pub1", "a2", "b1", "b2"]
         for name in everyone[1:]:
             chat.start(name)
         # pub1 cannot dial a1: it starts above a1's term, and a1 follows it (the director).
         assert host_of(chat.ids, chat.joined(everyone)) == "pub1"
         chat.everyone_hears_everyone(everyone, "hello")
+        assert lab.status("a1")["warning"] == ""  # pub1 can be dialed
 
 
 def test_the_public_coordinator_is_killed_while_another_public_node_remains(lab: Lab) -> None:
