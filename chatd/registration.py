@@ -157,7 +157,7 @@ class Registration:
                     await self.runtime.joined.wait()
                 if not self.runtime.node.ready:
                     self.runtime.log.warning("join.timeout", coordinator=advice.coordinator.node_id)
-                    self._take_over_if_unreachable(advice.coordinator)
+                    self._take_over_if_unreachable(advice)
 
     def _learn_reachability(self, advice: JoinAdvice) -> None:
         if advice.observed_address and advice.observed_address != self.observed_address:
@@ -176,13 +176,16 @@ class Registration:
                 lambda: self.runtime.node.reachability(reachable, observed, self.runtime.now()),
             )
 
-    def _take_over_if_unreachable(self, coordinator: CoordinatorRecord) -> None:
-        """A reachable node that could not even link to the coordinator, twice: the
-        coordinator cannot be dialed (it is behind NAT, alone or with its home), so this
-        node starts the discussion above its term and the director deposes it."""
-        node = self.runtime.node
+    def _take_over_if_unreachable(self, advice: JoinAdvice) -> None:
+        """A reachable node that could not even link to the coordinator, twice, where the
+        director found the coordinator dial-out-only (behind NAT, alone or with its home):
+        this node starts the discussion above its term and the director deposes it. Two
+        reachable nodes that merely cannot reach each other (a partition) never do this,
+        so they cannot take the role from each other back and forth."""
+        node, coordinator = self.runtime.node, advice.coordinator
+        assert coordinator is not None
         cause = self.runtime.peer_links.dial_failures.get(coordinator.node_id)
-        if not node.me.reachable or cause not in UNDIALABLE:
+        if not node.me.reachable or advice.coordinator_reachable or cause not in UNDIALABLE:
             self._unlinked = None
             return
         key = (coordinator.node_id, coordinator.term)

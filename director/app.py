@@ -32,6 +32,7 @@ from chat.wire import (
     structure,
     unstructure,
 )
+from chat.wire.bounds import MAX_MEMBERS
 from director.dialback import DialBack
 from director.registry import Accepted, Registry
 from director.replay import ReplayGuard
@@ -87,6 +88,8 @@ class DirectorApp:
     _log: Any = attrs.field(factory=lambda: get_logger(component="director"), init=False)
     # Whether the nonce memory's being full has been logged (once per episode).
     _full_logged: bool = attrs.field(default=False, init=False)
+    # The nodes whose last dial-back found them dial-out-only, newest last (bounded).
+    _dial_out_only: dict[str, None] = attrs.field(factory=dict, init=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -264,7 +267,7 @@ class DirectorApp:
         if _header(scope, DIAL_BACK_HEADER.lower().encode()) != b"1":
             # A node that predates the fields would refuse them: today's answer.
             answer = unstructure(advice)
-            del answer["observed-address"], answer["reachable"]
+            del answer["observed-address"], answer["reachable"], answer["coordinator-reachable"]
             return Response(200, answer)
         observed = _client(scope, port=False) or ""
         verdict = await self.dial_back.check(reg.public_address, observed)
@@ -276,8 +279,24 @@ class DirectorApp:
             reachable=verdict.reachable,
             reason=verdict.reason,
         )
-        answer = attrs.evolve(advice, observed_address=observed, reachable=verdict.reachable)
+        self._note_reachability(reg.node_id, verdict.reachable)
+        named = advice.coordinator.node_id if advice.coordinator else None
+        answer = attrs.evolve(
+            advice,
+            observed_address=observed,
+            reachable=verdict.reachable,
+            coordinator_reachable=named not in self._dial_out_only,
+        )
         return Response(200, answer)
+
+    def _note_reachability(self, node_id: str, reachable: bool) -> None:
+        """Remember the dial-out-only nodes (the newest MAX_MEMBERS): a coordinator among
+        them cannot be dialed by newcomers, which they are told."""
+        self._dial_out_only.pop(node_id, None)
+        if not reachable:
+            self._dial_out_only[node_id] = None
+            while len(self._dial_out_only) > MAX_MEMBERS:
+                del self._dial_out_only[next(iter(self._dial_out_only))]
 
     async def _unregister(self, scope: Scope, body: bytes, log: Any) -> Response:
         u = _decode(body, Unregistration)

@@ -41,13 +41,16 @@ class JoinAdvice:
     Asked for with ``DIAL_BACK_HEADER`` (else left out, and a node assumes the defaults):
     ``observed-address`` is the IP address the director saw the request come from (a
     home router's, for a node behind NAT), and ``reachable`` whether the director could
-    connect to the node's advertised ``public-address`` (``director.dialback``)."""
+    connect to the node's advertised ``public-address`` (``director.dialback``);
+    ``coordinator-reachable`` false when the coordinator named was found dial-out-only
+    when it registered (a reachable newcomer that cannot link to it may take over)."""
 
     action: Literal["join", "start", "wait"]
     coordinator: CoordinatorRecord | None = None
     term: int = field(default=0, validator=b.TERM)
     observed_address: str = field(default="", validator=b.ADDRESS)
     reachable: bool = True
+    coordinator_reachable: bool = True
 
 
 @frozen

@@ -20,7 +20,6 @@ from chat.wire import (
 from chatd.core.presence import Presence
 from chatd.runtime import Runtime
 
-
 NO_REACHABLE_MEMBER = (
     "no member can be dialed (all are behind NAT): newcomers cannot join until a node"
     " with a reachable address does (README: Across networks)"

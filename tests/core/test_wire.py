@@ -256,12 +256,19 @@ GOLDEN_BODIES: list[tuple[Any, str]] = [
     (
         JoinAdvice("join", RECORD, 3),
         '{"action":"join","coordinator":' + RECORD_JSON + ',"term":3,'
-        '"observed-address":"","reachable":true}',
+        '"observed-address":"","reachable":true,"coordinator-reachable":true}',
     ),
     (
-        JoinAdvice("start", observed_address="203.0.113.7", reachable=False),
-        '{"action":"start","coordinator":null,"term":0,'
-        '"observed-address":"203.0.113.7","reachable":false}',
+        JoinAdvice(
+            "join",
+            RECORD,
+            3,
+            observed_address="203.0.113.7",
+            reachable=False,
+            coordinator_reachable=False,
+        ),
+        '{"action":"join","coordinator":' + RECORD_JSON + ',"term":3,'
+        '"observed-address":"203.0.113.7","reachable":false,"coordinator-reachable":false}',
     ),
     (Unregistration("n1", 3), '{"node-id":"n1","term":3}'),
 ]

@@ -49,7 +49,14 @@ async def test_round_trip_with_secret() -> None:
             # ws://a has no port: the director dials nothing back, so not reachable.
             start = JoinAdvice("start", term=1, observed_address="127.0.0.1", reachable=False)
             assert await client.register_node(node("a")) == start
-            join = attrs.evolve(start, action="join", coordinator=record("a", 1), term=0)
+            # ... and a, the coordinator named to b, was found dial-out-only: b is told so.
+            join = attrs.evolve(
+                start,
+                action="join",
+                coordinator=record("a", 1),
+                term=0,
+                coordinator_reachable=False,
+            )
             assert await client.register_node(node("b")) == join
             assert await client.register_coordinator(record("a", 1)) is None
             assert await client.register_coordinator(record("b", 1)) == record("a", 1)

@@ -190,6 +190,7 @@ async def test_the_director_answers_what_it_saw_and_found_and_logs_it() -> None:
                 "term": 1,
                 "observed-address": "127.0.0.1",
                 "reachable": True,
+                "coordinator-reachable": True,
             }
             (line,) = [e for e in logs if e["event"] == "director.dialback"]
             assert line["node-id"] == "n1"
@@ -223,3 +224,39 @@ async def test_a_node_that_does_not_ask_gets_the_answer_it_always_got() -> None:
     assert answer == {"action": "start", "coordinator": None, "term": 1}
     assert connect.dialed == []
     assert not [e for e in logs if e["event"] == "director.dialback"]
+
+
+async def test_a_newcomer_is_told_when_the_coordinator_is_dial_out_only() -> None:
+    # home registered from behind its NAT (not dialed: not reachable), then coordinates.
+    app = DirectorApp(Registry(), None, dial_back=DialBack(connect=Recorder()))
+    home = orjson.dumps(
+        {
+            "node-id": "home",
+            "address": "wss://0.0.0.0:8701",
+            "public-address": "wss://192.168.1.5:8701",
+        }
+    )
+    with trio.fail_after(5):
+        first = await register(app, home, "203.0.113.7")
+        assert isinstance(first, dict) and first["action"] == "start"
+        assert first["coordinator-reachable"] is True  # nobody is named
+        record = {
+            "node-id": "home",
+            "address": "wss://0.0.0.0:8701",
+            "public-address": "wss://192.168.1.5:8701",
+            "term": 1,
+        }
+        headers = [("content-type", "application/json")]
+        body = orjson.dumps(record)
+        reply = await call(
+            app, "POST", "/register_coordinator", body, headers, client="203.0.113.7"
+        )
+        assert reply.status == 200
+        newcomer = await register(app, registration("wss://198.51.100.9:8701"), "198.51.100.9")
+        assert isinstance(newcomer, dict)
+        assert newcomer["action"] == "join" and newcomer["coordinator"]["node-id"] == "home"
+        assert newcomer["coordinator-reachable"] is False
+        # Found reachable at its next registration, it is no longer named as dial-out-only.
+        app._note_reachability("home", True)
+        again = await register(app, registration("wss://198.51.100.9:8701"), "198.51.100.9")
+        assert isinstance(again, dict) and again["coordinator-reachable"] is True
