@@ -4,7 +4,7 @@ Members dial the coordinator (its member record's address, else what a claim or 
 director said); between two members of the overlay, the one peers can dial is dialed: a
 dial-out-only member (behind NAT) dials a reachable one and is never dialed; when both are
 reachable the lower node-id dials, so each link is opened from one end only; when neither
-is, nobody tries, unless they share a home network (``Membership.same_home``: then the
+is, nobody tries, unless they share a home (one NAT, ``Membership.same_home``: then the
 lower dials). A candidate dials the higher members it must ask, overlay or not, if it
 can. The coordinator dials nobody: its members dial it. A leaving node dials nobody.
 """

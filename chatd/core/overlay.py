@@ -9,8 +9,8 @@ Dial-out-only members (behind NAT, issue 13) cannot be dialed, so two of them ca
 link: the reachable members form the overlay above among themselves, and each dial-out-
 only member is attached to reachable ones only (all of them when the whole discussion is
 a full mesh, else two, spread along the ring), so messages between two homes travel
-through reachable members. Dial-out-only members that share a ``home`` (the same
-internal network) are also linked to each other. With no reachable member at all, the
+through reachable members. Dial-out-only members that share a ``home`` (one NAT: the
+director saw them come from one address) are also linked to each other. With no reachable member at all, the
 overlay is the one above over everyone (who can link, ``chatd.core.dialing`` decides).
 """
 
