@@ -10,8 +10,9 @@ link: the reachable members form the overlay above among themselves, and each di
 only member is attached to reachable ones only (all of them when the whole discussion is
 a full mesh, else two, spread along the ring), so messages between two homes travel
 through reachable members. Dial-out-only members that share a ``home`` (one NAT: the
-director saw them come from one address) are also linked to each other. With no reachable member at all, the
-overlay is the one above over everyone (who can link, ``chatd.core.dialing`` decides).
+director saw them come from one address) are also linked to each other. With no
+reachable member at all, the overlay is the one above over everyone (who can link,
+``chatd.core.dialing`` decides).
 """
 
 from __future__ import annotations
