@@ -32,7 +32,7 @@ test-hosts: $(STAMP)
 
 # An internet, a director and public nodes, and two homes behind NAT routers (iptables
 # MASQUERADE, no port forwarding) with two nodes each, in network namespaces: who can
-# reach whom, and the scenarios of issue 13 (xfail until the core's NAT rules). Root,
+# reach whom, and the scenarios of issue 13. Root,
 # ip and iptables (installed here when missing); skipped without root.
 test-nat: $(STAMP)
 	{ command -v ip && command -v iptables; } >/dev/null || [ "$$(id -u)" != 0 ] || \
