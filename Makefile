@@ -45,7 +45,8 @@ test-nat: $(STAMP)
 # Then 1,500 random runs of the hostile-member state machine (`make test`: 60, fixed).
 fuzz: $(STAMP)
 	$(BIN)/python -m chat_testing.fuzz $(ARGS)
-	CHAT_FUZZ_EXAMPLES=1500 $(BIN)/pytest -q tests/core/test_adversary_machine.py
+	CHAT_FUZZ_EXAMPLES=1500 $(BIN)/pytest -q tests/core/test_adversary_machine.py \
+		$(if $(HYPOTHESIS_SEED),--hypothesis-seed=$(HYPOTHESIS_SEED))
 
 # The units under a real systemd, booted with systemd-nspawn in a Debian tree cached in
 # /var/cache/chat-test (deploy/test-systemd.sh; needs root). The first run builds the tree.

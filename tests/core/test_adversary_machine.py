@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from attrs import evolve
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -517,3 +518,33 @@ AdversaryMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestAdversary = AdversaryMachine.TestCase
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known bug, found by make fuzz on 2026-12-01 and present before issue 10: an"
+    " adversary that equivocates a slot with versions naming origins that do not exist"
+    " leaves one honest node without the message the others delivered (README: Status)",
+)
+def test_equivocation_over_unknown_origins_converges() -> None:
+    machine = AdversaryMachine()
+    machine.build(count=3, adv_priority=0, adv_joins_at=1)
+    for _ in range(3):
+        machine.adversary_redials(which=0)
+    machine.adversary_message(
+        ahead=1, anyseq=1, deps=[], seq_kind="next", text="0", unknown=[], which=1, wrap=False
+    )
+    machine.adversary_redials(which=0)
+    for origin in ("00000000000000000000000000000001", "00000000000000000000000000000000"):
+        machine.adversary_message(
+            ahead=1,
+            anyseq=1,
+            deps=[],
+            seq_kind="reuse",
+            text="0",
+            unknown=[(origin, 1)],
+            which=0,
+            wrap=False,
+        )
+    machine.teardown()
