@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal, overload
+from typing import Any
 
 import trio
 from attrs import evolve
@@ -189,23 +189,6 @@ class Runtime:
         if self.on_deliver is not None and isinstance(item, Message):
             self.on_deliver(item)
         self.fanout.publish(item)
-
-    @overload
-    def subscribe(
-        self, on_drop: Callable[[], None] = ..., presence: Literal[False] = False
-    ) -> trio.MemoryReceiveChannel[Message]: ...
-
-    @overload
-    def subscribe(
-        self, on_drop: Callable[[], None] = ..., *, presence: bool
-    ) -> trio.MemoryReceiveChannel[Message | Presence]: ...
-
-    def subscribe(
-        self, on_drop: Callable[[], None] = lambda: None, presence: bool = False
-    ) -> trio.MemoryReceiveChannel[Message] | trio.MemoryReceiveChannel[Message | Presence]:
-        """Every message (and with ``presence``, presence event) delivered from now on:
-        ``chatd.fanout.Fanout.subscribe``."""
-        return self.fanout.subscribe(on_drop, presence=presence)
 
     # Local requests ------------------------------------------------------------------------
 

@@ -137,7 +137,7 @@ class Operations:
         async with trio.open_nursery() as nursery:
             cut_off = nursery.cancel_scope
             # Subscribe before the snapshot, so nothing falls between the two.
-            live = runtime.subscribe(on_drop=cut_off.cancel, presence=request.events)
+            live = runtime.fanout.subscribe(on_drop=cut_off.cancel, presence=request.events)
             with live:
                 recent = runtime.node.recent(request.last)
                 nursery.start_soon(_cancel_on_eof, stream, cut_off)

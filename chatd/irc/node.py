@@ -77,4 +77,4 @@ class RuntimeNode:
     def subscribe(
         self, on_drop: Callable[[], None]
     ) -> trio.MemoryReceiveChannel[Message | Presence]:
-        return self.runtime.subscribe(on_drop=on_drop, presence=True)
+        return self.runtime.fanout.subscribe(on_drop=on_drop, presence=True)

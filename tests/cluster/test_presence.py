@@ -14,7 +14,7 @@ class Watcher:
 
     def __init__(self, member: ClusterNode, nursery: trio.Nursery) -> None:
         self.items: list[Message | Presence] = []
-        self.live = member.runtime.subscribe(presence=True)
+        self.live = member.runtime.fanout.subscribe(presence=True)
         nursery.start_soon(self._read)
 
     async def _read(self) -> None:
