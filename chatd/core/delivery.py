@@ -9,6 +9,9 @@ Two validly signed versions of one ``(origin, sequence number)`` (an equivocatio
 id. The buffer then holds the winner (``winner``: the lower signature, the same choice at
 every node) and the slot is delivered as soon as either version's dependencies are, so a
 version with dependencies that never come cannot keep the slot back at some nodes only.
+The version whose dependencies released a slot delivered as another is remembered
+(``released_by``): sent along in repairs, it releases the slot at a node that holds only
+the winner.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class CausalBuffer:
         self._seen: dict[str, str] = {}  # id → signature of the version kept
         self._held: dict[str, Message] = {}
         self._waiting: defaultdict[tuple[str, int], list[Message]] = defaultdict(list)
+        # id -> the version whose dependencies released a slot delivered as another version.
+        self.released_by: dict[str, Message] = {}
 
     def __contains__(self, message_id: str) -> bool:
         return message_id in self._seen
@@ -40,9 +45,11 @@ class CausalBuffer:
     def held_version(self, message_id: str) -> Message | None:
         return self._held.get(message_id)
 
-    def keep(self, message: Message) -> None:
-        """Record that ``message`` is now the version kept under its (delivered) id."""
+    def keep(self, message: Message, replacing: Message) -> None:
+        """``message`` now wins the delivered slot of ``replacing``, whose dependencies (or
+        those of the version remembered already) released it here."""
         self._seen[message.id] = message.signature
+        self.released_by.setdefault(message.id, replacing)
 
     @property
     def held(self) -> int:
@@ -92,7 +99,10 @@ class CausalBuffer:
                 self._waiting[missing].append(current)
                 continue
             self.delivered[origin] = seq
-            out.append(self._held.pop(current.id, current))
+            kept = self._held.pop(current.id, current)
+            if kept.signature != current.signature:
+                self.released_by[current.id] = current
+            out.append(kept)
             queue.extend(self._waiting.pop((origin, seq), ()))
         return out
 

@@ -51,9 +51,6 @@ class Replica:
         self._send_bucket = TokenBucket(config.flood_rate, config.flood_burst)
         self._flood: dict[str, TokenBucket] = {}
         self._equivocations: set[tuple[str, int]] = set()  # slots whose proof we spread
-        # id -> the losing version of an equivocated slot, sent along with the winner in
-        # repairs: the winner may have been delivered on the loser's dependencies alone.
-        self._rivals: dict[str, Message] = {}
         self._last_request: dict[str, float] = {}
         self._discussion_expected: dict[str, float] = {}  # peer -> until when
 
@@ -152,12 +149,11 @@ class Replica:
             proof = Discussion([ours, rival])
             effects.extend(Send(p, proof) for p in sorted(self.links.peers) if p != peer)
         effects.extend(self.links.ban(origin, "equivocated"))
-        self._rivals[rival.id] = rival if winner(ours, rival) is ours else ours
         if held is not None:
             effects.extend(self._deliver_all(self.buffer.offer_rival(rival)))
         elif winner(ours, rival) is rival:
             self.history.replace(rival)
-            self.buffer.keep(rival)
+            self.buffer.keep(rival, replacing=ours)
             self.chains.rebuild(origin, self.history.of_origin(origin))
         return effects
 
@@ -237,13 +233,15 @@ class Replica:
                 ids = {m.id for m in missing}
                 missing += [m for m in self.history if m.node_id in differing and m.id not in ids]
                 missing.sort(key=canonical_key)
-        if self._rivals:
-            # Both versions of an equivocated slot: a node holding only the winner, whose
-            # dependencies may never come, delivers the slot on the loser's (as we did).
+        released_by = self.buffer.released_by
+        if released_by:
+            # With a winner delivered here on another version's dependencies, that version
+            # too: a node holding only the winner, whose dependencies may never come,
+            # delivers the slot as we did.
             missing = [
                 version
                 for m in missing
-                for version in (m, self._rivals.get(m.id))
+                for version in (m, released_by.get(m.id))
                 if version is not None
             ]
         if missing:
