@@ -2,9 +2,9 @@
 
 - Messages follow one acceptance rule, the same at every honest node
   (``chatd.core.acceptance``); a peer that hands over an invalid one is banned. Each is
-  relayed once, on first sight, to the neighbours (and the coordinator) that the peer it
-  came from did not send it to itself, and delivered in causal order
-  (``chatd.core.delivery``) into the history (``chatd.core.history``).
+  relayed once, on first sight, down its origin's spanning tree of the overlay
+  (``chatd.core.relay``), and delivered in causal order (``chatd.core.delivery``) into
+  the history (``chatd.core.history``). Nothing is logged per message: counters.
 - Anti-entropy: a heartbeat carries the sender's delivered clock and history hash
   (``chatd.core.chains``); a node behind, or with equal clocks and another hash, asks
   (``discussion-request``, at most once per ``repair_interval`` a peer) and is sent what
@@ -26,6 +26,7 @@ from chatd.core.history import History, canonical_key
 from chatd.core.links import Links
 from chatd.core.membership import Membership
 from chatd.core.recorder import Recorder
+from chatd.core.relay import Relay
 from chatd.core.standing import Standing
 
 
@@ -48,10 +49,13 @@ class Replica:
         self.buffer = CausalBuffer()
         self.history = History()
         self.chains = Chains()
+        self.relay = Relay()
         self._send_bucket = TokenBucket(config.flood_rate, config.flood_burst)
         self._flood: dict[str, TokenBucket] = {}
         self._equivocations: set[tuple[str, int]] = set()  # slots whose proof we spread
         self._last_request: dict[str, float] = {}
+        # peer -> what its last digest showed we lack, and whether our versions differed
+        self._gaps: dict[str, tuple[dict[str, int], bool]] = {}
         self._discussion_expected: dict[str, float] = {}  # peer -> until when
 
     def delivered_clock(self) -> dict[str, int]:
@@ -67,6 +71,7 @@ class Replica:
 
     def forget(self, peer: str) -> None:
         self._last_request.pop(peer, None)
+        self._gaps.pop(peer, None)
 
     # Messages ----------------------------------------------------------------------------
 
@@ -95,9 +100,8 @@ class Replica:
         clock = dict(delivered)
         clock[node_id] = clock.get(node_id, 0) + 1
         message = self.identity.sign(self.membership.me.name, timestamp, text, clock)
-        effects = self.accept(message, source=None)
-        self.log.info("message.sent", id=message.id, length=size)
-        return message, effects
+        self.log.counters["messages.sent"] += 1
+        return message, self.accept(message, source=None)
 
     def on_message(
         self, peer: str, message: Message, now: float, live: bool = True
@@ -159,8 +163,9 @@ class Replica:
 
     def accept(self, message: Message, source: str | None) -> list[Effect]:
         """Take a new, checked message: relay it once, deliver what became deliverable."""
-        targets = self._relay_targets() - self._already_sent_by(source) - {message.node_id}
-        effects: list[Effect] = [Send(peer, message) for peer in sorted(targets)]
+        effects: list[Effect] = [
+            Send(peer, message) for peer in self._relay_targets(message, source)
+        ]
         self.log.counters["messages.relayed"] += len(effects)
         return effects + self._deliver_all(self.buffer.offer(message))
 
@@ -174,43 +179,45 @@ class Replica:
         self.log.counters["messages.held"] = self.buffer.held
         return effects
 
+    def _relay_targets(self, message: Message, source: str | None) -> list[str]:
+        """Our children in the origin's tree of the overlay (``chatd.core.relay``); when
+        this node or the origin is not placed in it yet, the flooding rule below."""
+        origin, overlay, peers = message.node_id, self.membership.overlay, self.links.peers
+        try:
+            return self.relay.targets(self.membership.node_id, origin, overlay, peers)
+        except KeyError:
+            pass
+        targets = set(self.membership.neighbours()) or set(peers)
+        targets -= self._already_sent_by(source) | {origin}
+        return sorted(targets & peers.keys())
+
     def _already_sent_by(self, source: str | None) -> set[str]:
-        """Peers that ``source`` relayed the message to itself, by the same rule as ours:
-        its overlay neighbours and the coordinator. In a full mesh a message that came
-        straight from its origin is relayed no further. Whoever still misses it (a link
-        down, views that differ during a change) gets it from anti-entropy."""
+        """Peers that ``source`` flooded the message to itself, by the same rule: its
+        overlay neighbours. Whoever still misses it gets it from anti-entropy."""
         if source is None:
             return set()
-        sent = {source, *self.membership.overlay.get(source, ())}
-        if self.standing.coordinator is not None:
-            sent.add(self.standing.coordinator)
-        return sent
-
-    def _relay_targets(self) -> set[str]:
-        targets = set(self.membership.neighbours())
-        coordinator = self.standing.coordinator
-        if coordinator is not None and self.standing.role is not Role.COORDINATOR:
-            targets.add(coordinator)
-        if not targets:  # not placed in the overlay yet: whoever we are linked to
-            targets = set(self.links.peers)
-        return targets & set(self.links.peers)
+        return {source, *self.membership.overlay.get(source, ())}
 
     # Repair ------------------------------------------------------------------------------
 
     def compare_digest(self, peer: str, beat: Heartbeat, now: float) -> list[Effect]:
-        """Ask ``peer`` for what its heartbeat shows we lack."""
+        """Ask ``peer`` for what its heartbeat shows we lack, once two of its digests in a
+        row show it: a message in flight when the first was sent is no gap."""
         if self.standing.role is Role.JOINING and not self.standing.has_joined:
             return []  # the join brings the whole history; asking too would fetch it twice
+        if beat.hash == "":
+            return []  # a beat without a digest
         mine = self.buffer.delivered
-        behind = any(count > mine.get(node, 0) for node, count in beat.digest.items())
+        gap = {node: count for node, count in beat.digest.items() if count > mine.get(node, 0)}
         # Same clock, different messages: one of us holds another version of some message.
-        differs = (
-            not behind
-            and beat.hash != ""
-            and beat.digest == mine
-            and beat.hash != self.chains.total()
-        )
-        if not behind and not differs:
+        differs = not gap and beat.digest == mine and beat.hash != self.chains.total()
+        before = self._gaps.get(peer)
+        self._gaps[peer] = (gap, differs)
+        if before is None:
+            return []
+        gap_before, differed = before
+        behind = any(mine.get(node, 0) < count for node, count in gap_before.items())
+        if not behind and not (differs and differed):
             return []
         last = self._last_request.get(peer)
         if last is not None and now - last < self.config.repair_interval:
