@@ -379,6 +379,6 @@ def test_logs_never_contain_message_text(discussion: Discussion) -> None:
     lines = [line for p in daemons for line in (*p.stdout_lines, *p.stderr_lines)]
     leaks = [line for line in lines if MARKER in line]
     assert leaks == [], f"{len(leaks)} log lines hold message text, e.g. {leaks[0]}"
-    # The logs do record the messages, by id: the check above is not vacuous.
-    logged = {e.get("id") for p in daemons for e in p.find_events("message.sent")}
-    assert {m["id"] for m in discussion.sent} <= logged
+    # Not vacuous: the text went through these daemons, which logged while it did (there
+    # is no log line per message: counters, in status).
+    assert len(lines) > len(daemons) and any(MARKER in m["message"] for m in discussion.sent)
