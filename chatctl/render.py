@@ -160,14 +160,24 @@ def secure_line(status: Status) -> str:
 def who_lines(members: Iterable[MemberView]) -> list[str]:
     """A table of members: display name (``(you)`` marks the local node), role, the link
     from this node to each (up, down, or self), idle time (since its last message this
-    node delivered), node-id, and the address peers dial (the advertised one)."""
-    rows = [("NAME", "ROLE", "LINK", "IDLE", "NODE-ID", "ADDRESS")]
+    node delivered), whether peers can dial it (``no``: behind NAT, it dials out only),
+    node-id, and the address peers dial (the advertised one)."""
+    rows = [("NAME", "ROLE", "LINK", "IDLE", "DIALABLE", "NODE-ID", "ADDRESS")]
     for m in members:
         name = visible(m.display or m.name) + (" (you)" if m.link == "self" else "")
+        dialable = "yes" if m.reachable else "no"
         rows.append(
-            (name, m.role, m.link, idle(m.idle), short(m.node_id), visible(m.public_address))
+            (
+                name,
+                m.role,
+                m.link,
+                idle(m.idle),
+                dialable,
+                short(m.node_id),
+                visible(m.public_address),
+            )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)] + [0]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] + [0]
     return [
         "  ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]

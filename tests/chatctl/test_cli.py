@@ -234,14 +234,18 @@ def test_status_json_is_one_status_object(daemon: FakeDaemon, capsys: Capture) -
     assert jsonl(capsys.readouterr().out) == [unstructure(STATUS)]
 
 
-def test_who_table_shows_name_role_link_and_idle(daemon: FakeDaemon, capsys: Capture) -> None:
+def test_who_table_shows_name_role_link_idle_and_dialable(
+    daemon: FakeDaemon, capsys: Capture
+) -> None:
+    views = [MEMBER_VIEWS[0], MEMBER_VIEWS[1], attrs.evolve(MEMBER_VIEWS[2], reachable=False)]
+    daemon.replies["who"] = lambda _: Answer([line(WhoResponse(views))])
     assert run(daemon, "who") == 0
     assert [r["op"] for r in daemon.requests] == ["who"]
     assert capsys.readouterr().out.splitlines() == [
-        "NAME       ROLE         LINK  IDLE  NODE-ID       ADDRESS",
-        "alice      coordinator  up    12s   a1a1a1a1a1a1  ws://alice.example:9001",
-        "bob (you)  member       self  -     b2b2b2b2b2b2  ws://bob.example:9002",
-        "carol      member       down  2h    c3c3c3c3c3c3  ws://carol.example:9003",
+        "NAME       ROLE         LINK  IDLE  DIALABLE  NODE-ID       ADDRESS",
+        "alice      coordinator  up    12s   yes       a1a1a1a1a1a1  ws://alice.example:9001",
+        "bob (you)  member       self  -     yes       b2b2b2b2b2b2  ws://bob.example:9002",
+        "carol      member       down  2h    no        c3c3c3c3c3c3  ws://carol.example:9003",
     ]
 
 
