@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -90,3 +91,26 @@ def test_last_n_is_the_tail_of_the_canonical_order(messages: list[Message], coun
     expected = listed[max(0, len(listed) - count) :] if count > 0 else []
     assert history.last(count) == expected
     assert len(history.last(count)) == max(0, min(count, len(listed)))
+
+
+@given(causal_histories(), st.data())
+def test_a_replaced_version_is_found_by_id_by_origin_and_in_repairs(
+    messages: list[Message], data: st.DataObject
+) -> None:
+    """An equivocation resolved: the winner takes the place of the delivered version in
+    every index (order, id, origin), so repairs and hash chains see only the winner."""
+    history = replica(messages)
+    if not messages:
+        return
+    old = data.draw(st.sampled_from(messages))
+    winner = attrs.evolve(old, message=old.message + " (the other version)")
+    history.replace(winner)
+    assert history.get(old.id) is winner
+    assert winner in history.of_origin(old.node_id)
+    assert old not in history.of_origin(old.node_id)
+    seqs = [m.vector_clock[old.node_id] for m in history.of_origin(old.node_id)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert winner in history.since({}) and old not in history.since({})
+    below = {old.node_id: old.vector_clock[old.node_id] - 1}
+    assert winner in history.since(below) and old not in list(history)
+    assert len(history) == len(messages)

@@ -170,6 +170,24 @@ def test_a_heartbeat_ahead_triggers_a_discussion_request_and_repair() -> None:
     assert mesh.logged(bob, "repair.requested") and mesh.logged(alice, "repair.sent")
 
 
+def test_a_gap_filled_before_the_next_digest_is_not_repaired() -> None:
+    """A digest raced by a message in flight shows a gap that is gone a beat later: no
+    request, no copy sent twice."""
+    mesh = Mesh()
+    alice, bob = group(mesh, 0, 0)
+    held: list[Message] = []
+    mesh.drop = lambda src, dst, frame: isinstance(frame, Message) and not held.append(frame)
+    sent = mesh.send(alice, "in flight")
+    mesh.drop = lambda src, dst, frame: False
+    mesh.tick(0.5)  # alice's digest shows the message bob has not had yet
+    mesh.route(bob, bob.frame_received(alice.node_id, held[0], mesh.now))  # it arrives
+    assert mesh.delivered[bob.node_id] == [sent]
+    mesh.tick(0.5)
+    mesh.tick(0.5)
+    assert mesh.sent(bob, alice, DiscussionRequest) == []
+    assert not mesh.logged(bob, "repair.requested")
+
+
 # Local requests ----------------------------------------------------------------------------
 
 
