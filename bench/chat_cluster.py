@@ -104,12 +104,22 @@ class ChatCluster:
         self.sockets.pop()
         self.n = len(self.nodes)
 
-    def counters(self) -> dict[str, int]:
-        """The nodes' status counters, summed (queried in parallel)."""
+    def statuses(self) -> list[dict[str, Any]]:
+        """Every node's status, queried in parallel; ``{}`` for one that did not answer."""
+
+        def one(index: int) -> dict[str, Any]:
+            try:
+                return self.status(index)
+            except (OSError, ValueError):
+                return {}
+
         with ThreadPoolExecutor(min(16, len(self.nodes))) as pool:
-            views = list(pool.map(self.status, range(len(self.nodes))))
+            return list(pool.map(one, range(len(self.nodes))))
+
+    def counters(self) -> dict[str, int]:
+        """The nodes' status counters, summed."""
         total: dict[str, int] = {}
-        for view in views:
+        for view in self.statuses():
             for key, value in view.get("counters", {}).items():
                 total[key] = total.get(key, 0) + int(value)
         return total

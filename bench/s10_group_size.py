@@ -65,8 +65,7 @@ def views_complete(chat: ChatCluster, timeout: float) -> int:
 
     def count() -> bool:
         nonlocal seen
-        with_all = [len(chat.status(i).get("members", [])) == chat.n for i in range(chat.n)]
-        seen = sum(with_all)
+        seen = sum(len(s.get("members", [])) == chat.n for s in chat.statuses())
         return seen == chat.n
 
     with suppress(WaitTimeout):  # not all: the count says how many
