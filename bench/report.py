@@ -223,7 +223,9 @@ def plot_s6(plt: Any, s6: Scenario, save: Save) -> None:
 
 def plot_s10(plt: Any, s10: Scenario, save: Save) -> None:
     """CPU per delivery and idle cost against the group size (the members that joined)."""
-    rows = sorted(s10["rows"], key=lambda r: r["joined"])
+    rows = sorted((r for r in s10["rows"] if "idle_group_pct" in r), key=lambda r: r["joined"])
+    if not rows:
+        return
     ns = [r["joined"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax1.plot(ns, [r["cpu_us_per_delivery"] for r in rows], "o-", label="all CPU")

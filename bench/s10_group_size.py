@@ -35,19 +35,23 @@ RATE = 20.0  # messages/s, light
 SENDERS = 2
 JOIN_TIMEOUT = 60.0  # one join, at most
 SETTLE_S = 1.0  # after a join burst, before idle CPU (a measuring pause)
+SETTLE_TIMEOUT = 60.0  # after the paced load, for every node to hold every message
 MEMBER_ROLES = ("member", "coordinator")
 
 
-def join_one(chat: ChatCluster, timeout: float) -> float | None:
+def join_one(chat: ChatCluster, timeout: float) -> tuple[float, str]:
     """Start one node and wait until its status shows it a member among all the others:
-    the seconds it took from process start, or None (the node is then stopped)."""
+    the seconds it took from process start and "ok", or what it showed when the wait
+    gave up (the node is then stopped)."""
     started = time.monotonic()
     node = chat.spawn()
     index, size = chat.n - 1, chat.n
+    last: dict[str, Any] = {}
 
     def joined() -> bool:
-        status = chat.status(index)
-        return status.get("role") in MEMBER_ROLES and len(status.get("members", [])) >= size
+        nonlocal last
+        last = chat.status(index)
+        return last.get("role") in MEMBER_ROLES and len(last.get("members", [])) >= size
 
     try:
         node.wait_ready(max(0.1, timeout))
@@ -55,7 +59,22 @@ def join_one(chat: ChatCluster, timeout: float) -> float | None:
         wait_until(joined, max(0.1, left), f"n{index} to join", interval=0.02)
     except AssertionError:  # WaitTimeout, or the process gave up
         chat.drop_last()
-        return None
+        members = len(last.get("members", []))
+        return time.monotonic() - started, f"n{index} {last.get('role')}, {members} members"
+    return time.monotonic() - started, "ok"
+
+
+def settle(chat: ChatCluster, timeout: float) -> float:
+    """After a load: until every node holds as many messages (at most ``timeout``); the
+    seconds it took, so that the next joins meet a group that has caught up."""
+    started = time.monotonic()
+
+    def even() -> bool:
+        counts = {s.get("messages") for s in chat.statuses()}
+        return len(counts) == 1 and None not in counts
+
+    with suppress(WaitTimeout):  # the time says it did not
+        wait_until(even, timeout, "every node to hold every message", interval=0.2)
     return time.monotonic() - started
 
 
@@ -113,15 +132,16 @@ def measure(chat: ChatCluster, cfg: dict[str, Any]) -> Result:
 
 
 def grow(chat: ChatCluster, size: int, budget: float, joins: list[float]) -> str:
-    """Joins until ``size`` members or ``budget`` seconds of joins in all; how it ended."""
+    """Joins until ``size`` members or ``budget`` seconds of joins in all; how it ended.
+    A join that gives up counts its time too."""
     while chat.n < size:
         left = budget - sum(joins)
         if left <= 0:
             return "deadline"
-        took = join_one(chat, min(JOIN_TIMEOUT, left))
-        if took is None:
-            return "join timed out"
+        took, ended = join_one(chat, min(JOIN_TIMEOUT, left))
         joins.append(took)
+        if ended != "ok":
+            return f"a join gave up after {took:.0f} s ({ended})"
     return "ok"
 
 
@@ -134,23 +154,26 @@ def run(quick: bool) -> dict[str, Any]:
     with ChatCluster(1, secure=True) as chat:
         joins.append(time.monotonic() - started)  # the director and the founder
         for size, budget in cfg["deadlines"].items():
+            had = chat.n
             ended = grow(chat, size, budget, joins)
             complete = views_complete(chat, START_TIMEOUT)
             if size == 10:
                 notes.append(f"links: {', '.join(sorted(check_mode(chat, 'secure')))}")
-            rows.append(
-                {
-                    "size": size,
-                    "joined": chat.n,
-                    "join_s": sum(joins),
-                    "last_join_s": joins[-1],
-                    "joins": ended,
-                    "views_complete": complete,
-                    **measure(chat, cfg),
-                }
-            )
+            row: Result = {
+                "size": size,
+                "joined": chat.n,
+                "join_s": sum(joins),
+                "last_join_s": joins[-1],
+                "views_complete": complete,
+            }
+            row["joins"] = ended if ended in ("ok", "deadline") else "gave up"
+            if chat.n > had:  # a group that did not grow was measured already
+                row.update(measure(chat, cfg))
+                if ended == "ok" and size != max(cfg["deadlines"]):  # more joins to come
+                    row["settled_s"] = settle(chat, SETTLE_TIMEOUT)
+            rows.append(row)
             if ended != "ok":
-                notes.append(f"size {size}: {chat.n} joined after {sum(joins):.0f} s ({ended})")
+                notes.append(f"size {size}: {chat.n} joined in {sum(joins):.0f} s; {ended}")
                 break
     notes += [
         "one group, secure (group secret, TLS 1.3 links), --profile lan, --bench-trace; node "
@@ -158,7 +181,8 @@ def run(quick: bool) -> dict[str, Any]:
         "= the sum of the joins, process start to member (Python start-up included), from "
         "the director and founder on; the measuring pauses are not in it",
         f"deadlines (seconds of joins): {cfg['deadlines']}; views_complete = nodes counting "
-        "every member",
+        "every member; settled_s = after the paced load, until every node holds as many "
+        f"messages (at most {SETTLE_TIMEOUT:g} s), before the next joins",
         f"idle: CPU (utime+stime) over {cfg['idle_s']:g} s in % of one core: all chatd, the "
         "coordinator, the median member",
         f"paced: {RATE:g} msg/s from {SENDERS} senders for {cfg['paced_s']:g} s (first 20 % "
