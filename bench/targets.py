@@ -65,10 +65,9 @@ def group_100(s10: Scenario) -> Found | None:
         last = max((r.get("joined", 0) for r in s10.get("rows", [])), default=0)
         return f"not reached ({last} joined)", None, False
     ok = row.get("joined") == 100 and row.get("views_complete") == 100 and not row.get("missing")
-    text = (
-        f"{row.get('joined')}/100 joined in {_num(row.get('join_s')):.0f} s, "
-        f"{row.get('missing')} missing"
-    )
+    text = f"{row.get('joined')}/100 joined in {_num(row.get('join_s')):.0f} s"
+    if "missing" in row:  # measured (a group that did not grow is not)
+        text += f", {row['missing']} missing"
     return text, None, ok
 
 
