@@ -1,6 +1,7 @@
 """``python -m bench [--quick] [--out DIR] [--only S1,S2,...]``: run every scenario module
-present (S1..S8), print one table each, write ``results.json`` and the PNG plots to DIR.
-A scenario that fails is reported and the others still run; the exit status is 1 then.
+present (S1..S10), print one table each, write ``results.json`` and the PNG plots to DIR,
+and print issue 12's targets table last. A scenario that fails is reported and the others
+still run; the exit status is 1 then.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import targets
 from bench.common import ROOT
 from bench.irc import version
 from bench.report import plots, table, write_json
@@ -30,7 +32,10 @@ MODULES = {
     "S6": "bench.s6_memory",
     "S7": "bench.s7_scale",
     "S8": "bench.s8_encryption",
+    "S9": "bench.s9_targets",
+    "S10": "bench.s10_group_size",
 }
+TARGETS_TITLE = "issue 12 (ratio = chat / ngIRCd; met: yes / no / not run)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         },
         "seconds": round(time.monotonic() - started, 1),
         "scenarios": results,
+        "targets": targets.rows(results),
     }
     write_json(report, args.out / "results.json")
     for path in plots(results, args.out):
         print(f"plot: {path}")
-    print(f"results: {args.out / 'results.json'} ({report['seconds']} s)")
+    print(f"results: {args.out / 'results.json'} ({report['seconds']} s)\n")
+    print(table({"scenario": "targets", "title": TARGETS_TITLE, "rows": report["targets"]}))
     return 1 if failed else 0
 
 

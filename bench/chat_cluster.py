@@ -23,6 +23,7 @@ from chat_testing.waiting import wait_until
 START_TIMEOUT = 30.0
 BENCH_SECRET = b"bench-group-secret-0123456789abcdef"
 KEPT_LINES = 10_000  # per stream of each process: the logs besides the delivery traces
+PRIORITY_TOP = 1000  # above any group the suite forms
 
 
 class ChatSender:
@@ -55,6 +56,7 @@ class ChatCluster:
         self.cluster = Cluster(self.root, BENCH_SECRET, max_lines=KEPT_LINES)
         self.nodes: list[Node] = []
         self.sockets: list[Path] = []
+        self.url = ""
         try:
             self._start()
         except BaseException:
@@ -72,22 +74,55 @@ class ChatCluster:
         return handle
 
     def _start(self) -> None:
-        insecure = not self.secure
-        url = self.cluster.start_director(insecure=insecure, timeout=START_TIMEOUT).url
+        self.url = self.cluster.start_director(insecure=not self.secure, timeout=START_TIMEOUT).url
         for i in range(self.n):
-            name = f"n{i}"
-            extra = ["--host", "127.0.0.1", "--port", "0", "--bench-trace"]
-            extra += ["--priority", str(self.n - i), *UNLIMITED]
-            node = self.cluster.spawn_node(
-                name, url, insecure=insecure, extra=extra, on_line=self._on_line(name)
-            )
-            self.nodes.append(node)
-            self.sockets.append(node.socket)
+            node = self.spawn()
             if i == 0:  # the first one founds the discussion; the others join it
                 node.wait_ready(START_TIMEOUT)
         for node in self.nodes:
             node.wait_ready(START_TIMEOUT)
         self.wait_members()
+
+    def spawn(self) -> Node:
+        """One more node, not waited for; ``n`` counts it from now on. Priorities fall
+        with the index, so node 0 founds the discussion and stays its coordinator."""
+        i = len(self.nodes)
+        name = f"n{i}"
+        extra = ["--host", "127.0.0.1", "--port", "0", "--bench-trace"]
+        extra += ["--priority", str(PRIORITY_TOP - i), *UNLIMITED]
+        node = self.cluster.spawn_node(
+            name, self.url, insecure=not self.secure, extra=extra, on_line=self._on_line(name)
+        )
+        self.nodes.append(node)
+        self.sockets.append(node.socket)
+        self.n = max(self.n, len(self.nodes))
+        return node
+
+    def drop_last(self) -> None:
+        """Stop the newest node (one that could not join) and count it out."""
+        self.nodes.pop().terminate(10.0)
+        self.sockets.pop()
+        self.n = len(self.nodes)
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """Every node's status, queried in parallel; ``{}`` for one that did not answer."""
+
+        def one(index: int) -> dict[str, Any]:
+            try:
+                return self.status(index)
+            except (OSError, ValueError):
+                return {}
+
+        with ThreadPoolExecutor(min(16, len(self.nodes))) as pool:
+            return list(pool.map(one, range(len(self.nodes))))
+
+    def counters(self) -> dict[str, int]:
+        """The nodes' status counters, summed."""
+        total: dict[str, int] = {}
+        for view in self.statuses():
+            for key, value in view.get("counters", {}).items():
+                total[key] = total.get(key, 0) + int(value)
+        return total
 
     def status(self, index: int) -> dict[str, Any]:
         with ControlClient(self.sockets[index], timeout=5.0) as client:

@@ -18,7 +18,7 @@ def fmt(key: str, value: Any) -> str:
         return str(value)
     if math.isnan(value):
         return "n/a"
-    if "_vs_" in key:
+    if "_vs_" in key or key == "ratio":
         return f"{value:.2f}x"
     if key == "change_pct":
         return f"{value:+.1f} %"
@@ -75,7 +75,13 @@ def plots(results: dict[str, Scenario], out: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    for key, plot in (("S1", plot_s1), ("S2", plot_s2), ("S5", plot_s5), ("S6", plot_s6)):
+    for key, plot in (
+        ("S1", plot_s1),
+        ("S2", plot_s2),
+        ("S5", plot_s5),
+        ("S6", plot_s6),
+        ("S10", plot_s10),
+    ):
         scenario = results.get(key)
         if scenario and scenario.get("rows"):
             plot(plt, scenario, save)
@@ -213,3 +219,37 @@ def plot_s6(plt: Any, s6: Scenario, save: Save) -> None:
     ax.set_ylabel("RSS (MiB)")
     ax.legend()
     save(fig, "s6_memory.png")
+
+
+def plot_s10(plt: Any, s10: Scenario, save: Save) -> None:
+    """CPU per delivery and idle cost against the group size (the members that joined)."""
+    rows = sorted((r for r in s10["rows"] if "idle_group_pct" in r), key=lambda r: r["joined"])
+    if not rows:
+        return
+    ns = [r["joined"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax1.plot(ns, [r["cpu_us_per_delivery"] for r in rows], "o-", label="all CPU")
+    ax1.plot(ns, [r["cpu_us_net"] for r in rows], "o--", label="idle subtracted")
+    ax1.set_ylabel("CPU µs per delivery (20 msg/s)")
+    ax2.plot(ns, [r["idle_group_pct"] for r in rows], "o-", label="whole group")
+    ax2.plot(ns, [r["idle_coordinator_pct"] for r in rows], "o-", label="coordinator")
+    ax2.plot(ns, [r["idle_member_pct"] for r in rows], "o-", label="median member")
+    ax2.set_ylabel("idle CPU, % of one core")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("group size N (joined)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    save(fig, "s10_group_size.png")
+    joins = s10.get("joins_s", [])
+    if joins:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        total = 0.0
+        xs = []
+        for took in joins:
+            total += took
+            xs.append(total)
+        ax.plot(xs, range(1, len(joins) + 1), ".-")
+        ax.set_xlabel("seconds of joins (one after another)")
+        ax.set_ylabel("members")
+        ax.grid(alpha=0.3)
+        save(fig, "s10_joins.png")

@@ -82,7 +82,8 @@ def run(quick: bool) -> dict[str, Any]:
     runs = 2 if quick else 5
     raw, returncode = run_script(script, runs)
     notes = [
-        f"bench/failover.py --runs {runs} (exit {returncode}); times from SIGKILL",
+        f"bench/failover.py --runs {runs} (exit {returncode}); times from SIGKILL; secure "
+        "(a group secret, TLS 1.3 peer links, the default)",
         "references (facts.md): Serf kill -9 -> failed in 5.4-6.5 s; the course project's "
         "survivors agree after 12.7-15.3 s",
     ]
