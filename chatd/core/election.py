@@ -134,6 +134,10 @@ class Election:
             deadline = min(deadline, self.next_register)
         if self.candidacy is not None:
             deadline = min(deadline, self.candidacy.deadline)
+        coordinator = self.standing.coordinator
+        if self.standing.role is Role.MEMBER and self.candidacy is None and coordinator:
+            # When a silent coordinator is suspected (``suspect``): on time, not a beat late.
+            deadline = min(deadline, self.liveness.suspect_at(coordinator))
         return deadline
 
     def coordinator_silent(self, now: float) -> bool:
