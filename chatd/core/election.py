@@ -135,7 +135,8 @@ class Election:
         if self.candidacy is not None:
             deadline = min(deadline, self.candidacy.deadline)
         coordinator = self.standing.coordinator
-        if self.standing.role is Role.MEMBER and self.candidacy is None and coordinator:
+        member = self.standing.role is Role.MEMBER and self.candidacy is None
+        if member and coordinator is not None and coordinator != self.node_id:
             # When a silent coordinator is suspected (``suspect``): on time, not a beat late.
             deadline = min(deadline, self.liveness.suspect_at(coordinator))
         return deadline

@@ -95,7 +95,9 @@ class Liveness:
         return config.heartbeat_interval if coordinator else config.member_heartbeat_interval
 
     def next_deadline(self, coordinator: bool) -> float:
-        deadline = self.last_beat + self.beat_interval(coordinator)
+        # A node that just took a coordinator (or became one) beats from then on: its
+        # timer is never set in the past, so a late tick means a pause of ours.
+        deadline = max(self.last_beat + self.beat_interval(coordinator), self.coordinator_since)
         if self.digests_pending:
             deadline = min(deadline, self.next_digest)
         return deadline

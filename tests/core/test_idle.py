@@ -126,17 +126,26 @@ def test_a_silent_coordinator_is_suspected_at_its_deadline() -> None:
     assert mesh.logged(member, "coordinator.suspected")
 
 
+def by_deadlines(mesh: Mesh, seconds: float) -> dict[str, int]:
+    """Play the shell's timer: each node ticks at its own next deadline, nothing else;
+    how often each woke."""
+    wakes = {node_id: 0 for node_id in mesh.nodes}
+    end = mesh.now + seconds
+    while (node := min(mesh.nodes.values(), key=Node.next_deadline)).next_deadline() <= end:
+        mesh.now = max(mesh.now, node.next_deadline())
+        wakes[node.node_id] += 1
+        mesh.route(node, node.tick(mesh.now))
+        mesh.settle()
+        assert sum(wakes.values()) < 10_000, "a timer spins"
+    mesh.now = end
+    return wakes
+
+
 def test_an_idle_node_wakes_only_when_something_is_due() -> None:
     mesh = Mesh()
     nodes = big_group(mesh, 8)
     run(mesh, 2.0)
-    # Play the shell's timer: each node ticks at its own next deadline, nothing else.
-    wakes = {n.node_id: 0 for n in nodes}
-    end = mesh.now + 2.0
-    while (node := min(nodes, key=Node.next_deadline)).next_deadline() <= end:
-        mesh.now = max(mesh.now, node.next_deadline())
-        wakes[node.node_id] += 1
-        mesh.route(node, node.tick(mesh.now))
+    wakes = by_deadlines(mesh, 2.0)
     coordinator, members = nodes[0].node_id, nodes[1:]
     # Its heartbeats and its registrations with the director.
     assert wakes[coordinator] <= 2.0 / TEST.heartbeat_interval + 2.0 / TEST.director_interval + 1
@@ -144,3 +153,18 @@ def test_an_idle_node_wakes_only_when_something_is_due() -> None:
         assert wakes[member.node_id] <= 2.0 / TEST.member_heartbeat_interval + 1
     assert all(n.standing.coordinator == coordinator for n in nodes)
     assert not any(mesh.logged(n, "coordinator.suspected") for n in nodes)
+
+
+def test_on_deadlines_alone_a_crashed_coordinator_is_replaced_with_no_false_pause() -> None:
+    mesh = Mesh()
+    nodes = big_group(mesh, 8)
+    run(mesh, 2.0)
+    crash(mesh, nodes[0])
+    by_deadlines(mesh, 3.0)
+    survivors = nodes[1:]
+    assert {n.standing.coordinator for n in survivors} == {nodes[1].node_id}
+    assert nodes[1].role is Role.COORDINATOR
+    assert all(nodes[0].node_id not in n.membership.members for n in survivors)
+    assert not any(mesh.logged(n, "node.paused") for n in survivors)
+    sent = mesh.send(nodes[4], "after the failover")
+    assert all(mesh.delivered[n.node_id][-1] == sent for n in survivors)
