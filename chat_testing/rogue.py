@@ -56,8 +56,8 @@ F = TypeVar("F", bound=Frame)
 # Where honest nodes would dial the rogue: nothing listens there, so a dial fails at once
 # (the rogue dials them instead; ``open_links`` gives it a link to every node).
 UNREACHABLE = "ws://127.0.0.1:1"
-# A node drops a member it has not heard from for failure_timeout (0.3 s in the test
-# profile, 0.75 s on a LAN): well under both.
+# A coordinator drops a member it has not heard from for member_timeout (0.3 s in the
+# test profile, 3 s on a LAN): well under both.
 HEARTBEAT_INTERVAL = 0.05
 HANDSHAKE_TIMEOUT = 10.0
 

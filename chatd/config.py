@@ -9,17 +9,28 @@ from chat.wire import MAX_FRAME_BYTES, MAX_TEXT_BYTES
 
 @frozen
 class Config:
-    # Every interval the coordinator and each member send each other a heartbeat: liveness,
-    # and the delivered clock for anti-entropy (a peer that is behind asks for the rest).
-    # Between other linked peers the heartbeat goes every repair_interval.
-    heartbeat_interval: float = 0.1
-    # A coordinator (or, for the coordinator, a member) not heard from for this long is
-    # taken for dead: 7 missed heartbeats, so one slow scheduling round is not a failure.
+    # Every interval the coordinator sends each linked peer a heartbeat (its term, and the
+    # delivered clock for anti-entropy), unless another frame went to that peer within half
+    # of it: members hear a live coordinator several times per failure_timeout.
+    heartbeat_interval: float = 0.25
+    # A coordinator not heard from for this long is taken for dead: 3 missed heartbeats,
+    # so one slow scheduling round is not a failure.
     failure_timeout: float = 0.75
-    # Heartbeats between members (the anti-entropy digest) go this often; a node behind a
+    # Each member sends the coordinator a heartbeat this often; the coordinator drops a
+    # member silent for member_timeout. Slower than failover: a dead member only leaves
+    # `who` a little later, and the coordinator is not woken 10 times a second per member.
+    member_heartbeat_interval: float = 1.0
+    member_timeout: float = 3.0
+    # Digests (the delivered clock and history hash, in a heartbeat) go to the overlay
+    # neighbours and the coordinator at most this often, and only while they differ from
+    # what a peer last said or was told: an idle discussion sends none. A node behind a
     # peer asks it for the rest at most this often, so an answer in flight is not asked
     # for again.
     repair_interval: float = 0.5
+    # A link this node opened and no longer needs (not the coordinator, not an overlay
+    # neighbour, not a higher member to ask in an election) is closed once it has been
+    # unneeded, and quiet both ways, this long: no flapping during a membership change.
+    link_linger: float = 2.0
     # A candidate waits this long for a higher node's vote before it takes over.
     election_timeout: float = 0.2
     # After a higher node voted, wait this long for its announcement, then elect again.
@@ -122,6 +133,9 @@ TEST = evolve(
     heartbeat_interval=0.05,
     repair_interval=0.25,
     failure_timeout=0.3,
+    member_heartbeat_interval=0.1,
+    member_timeout=0.3,
+    link_linger=1.0,
     election_timeout=0.1,
     announce_timeout=0.3,
     director_interval=0.5,

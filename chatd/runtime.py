@@ -89,6 +89,7 @@ class Runtime:
         self.out = trio.Event()  # set when a node that was in a discussion drops out of it
         self._leave_requested = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._timer: trio.CancelScope | None = None  # the timer's sleep, until the next tick
         # Benchmark hook (``chatd --bench-trace``): called with every delivered message.
         self.on_deliver: Callable[[Message], None] | None = None
 
@@ -162,6 +163,8 @@ class Runtime:
                     self.spawn(self.registration.unregister, term)
         self._track_joined()
         self.peer_links.reconcile()
+        if self._timer is not None:
+            self._timer.deadline = self.node.next_deadline()
 
     def _track_joined(self) -> None:
         node = self.node
@@ -236,7 +239,11 @@ class Runtime:
 
     async def _run_timers(self) -> None:
         while True:
-            await trio.sleep_until(self.node.next_deadline())
+            # Woken at the core's next deadline, which ``apply`` moves after every event:
+            # an idle node sleeps until something is due, a new one comes on time.
+            with trio.CancelScope(deadline=self.node.next_deadline()) as self._timer:
+                await trio.sleep_forever()
+            self._timer = None
             if not self.feed("tick", self._tick):
                 # The deadline may not have moved: do not spin on a failing timer.
                 await trio.sleep(self.config.heartbeat_interval)

@@ -134,6 +134,11 @@ class Election:
             deadline = min(deadline, self.next_register)
         if self.candidacy is not None:
             deadline = min(deadline, self.candidacy.deadline)
+        coordinator = self.standing.coordinator
+        member = self.standing.role is Role.MEMBER and self.candidacy is None
+        if member and coordinator is not None and coordinator != self.node_id:
+            # When a silent coordinator is suspected (``suspect``): on time, not a beat late.
+            deadline = min(deadline, self.liveness.suspect_at(coordinator))
         return deadline
 
     def coordinator_silent(self, now: float) -> bool:

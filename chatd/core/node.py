@@ -40,7 +40,7 @@ from chat.wire import (
 from chatd.config import Config
 from chatd.core import election
 from chatd.core.acceptance import chunk_messages
-from chatd.core.dialing import Dialing, dials
+from chatd.core.dialing import Dialing, dial_inputs, dials, needed
 from chatd.core.effects import (
     Announce,
     Deliver,
@@ -99,8 +99,12 @@ class Node:
         self.replica = Replica(
             identity, config, self.standing, self.membership, self.links, self.log
         )
-        self.dialing = Dialing()
+        self.dialing = Dialing(self.log)
         self._unreachable = False  # logged: no member of the discussion can be dialed
+        # What the dials and the reachable count were computed from, so an event that
+        # changed none of it (a message, a heartbeat) does not compute them again.
+        self._inputs: tuple[object, ...] = ()
+        self._term = 0  # the term our digests last carried
 
     # Reading -----------------------------------------------------------------------------
 
@@ -129,7 +133,11 @@ class Node:
         return self.standing.has_joined
 
     def next_deadline(self) -> float:
-        return self.election.next_deadline(self.liveness.next_heartbeat)
+        """When ``tick`` is next due: nothing sooner is (the shell asks after every event)."""
+        if self.role is Role.LEAVING:
+            return float("inf")
+        coordinator = self.role is Role.COORDINATOR
+        return self.election.next_deadline(self.liveness.next_deadline(coordinator))
 
     def snapshot(self) -> Snapshot:
         """What status and who show."""
@@ -168,13 +176,36 @@ class Node:
         """The whole history, in delivery order."""
         return list(self.replica.history)
 
-    def _finish(self, effects: list[Effect]) -> list[Effect]:
+    def _finish(self, effects: list[Effect], now: float) -> list[Effect]:
         """An event's effects, then its log lines and the changes to what we dial."""
-        self._note_reachable_members()
+        self._note_sent(effects, now)
+        inputs = dial_inputs(self.standing, self.membership, self.election.voting())
+        changed = len(inputs) != len(self._inputs) or any(
+            a is not b for a, b in zip(inputs, self._inputs, strict=True)
+        )
+        if changed:
+            self._inputs = inputs
+            self._note_reachable_members()
         effects.extend(self.log.drain())
-        wanted = dials(self.standing, self.membership, self.election.voting())
-        effects.extend(self.dialing.update(wanted))
+        if changed:
+            wanted = dials(self.standing, self.membership, self.election.voting())
+            effects.extend(self.dialing.update(wanted))
         return effects
+
+    def _note_sent(self, effects: list[Effect], now: float) -> None:
+        """What went to each peer (liveness, digests); digests are due after a delivery
+        or a new term."""
+        liveness, changed = self.liveness, self.term != self._term
+        for effect in effects:
+            if isinstance(effect, Send):
+                frame = effect.frame
+                digest = (frame.term, frame.hash) if isinstance(frame, Heartbeat) else None
+                liveness.sent(effect.peer, now, digest)
+            elif isinstance(effect, Deliver):
+                changed = True
+        if changed:
+            self._term = self.term
+            liveness.changed(now)
 
     def _note_reachable_members(self) -> None:
         """Log once when the discussion has no reachable member left, and once when it
@@ -192,13 +223,13 @@ class Node:
 
     def start_discussion(self, term: int, now: float) -> list[Effect]:
         """The director said nobody is here: become the coordinator of a new discussion."""
-        return self._finish(self.election.start(term, now))
+        return self._finish(self.election.start(term, now), now)
 
     def reachability(self, reachable: bool, observed_address: str, now: float) -> list[Effect]:
         """The director said whether peers can dial this node (its dial-back) and where it
         saw the node come from; both are in this node's member record and its ``hello``,
         the first in its rank, from now on."""
-        return self._finish(self.membership.set_reachable(reachable, observed_address))
+        return self._finish(self.membership.set_reachable(reachable, observed_address), now)
 
     def join(self, coordinator: CoordinatorRecord, now: float) -> list[Effect]:
         """The director named the coordinator: dial it (``Dial``) and ask to join (on the
@@ -208,8 +239,8 @@ class Node:
         if self.role is Role.JOINING and peer in self.links.peers:
             # Linked already (a neighbour before, or a join that timed out): no new link,
             # so no peer_connected will ask for us.
-            return self._finish(self._ask_to_join(peer, now))
-        return self._finish([])
+            return self._finish(self._ask_to_join(peer, now), now)
+        return self._finish([], now)
 
     def _ask_to_join(self, peer: str, now: float) -> list[Effect]:
         self.replica.expect(peer, now + self.config.join_timeout)
@@ -221,48 +252,68 @@ class Node:
         peers = self.links.peers
         effects.extend(Send(peer, Leave(self.node_id, self.term)) for peer in peers)
         self.log.info("node.leaving", peers=len(peers))
-        return self._finish(effects)
+        return self._finish(effects, now)
 
     def tick(self, now: float) -> list[Effect]:
-        """Timers: heartbeats with the anti-entropy digest, failure detection, the
-        candidacy's deadline, the director registration."""
+        """Timers: heartbeats, digests, failure detection, unneeded links, the candidacy's
+        deadline, the director registration."""
         if self.role is Role.LEAVING:
             return []
-        self.liveness.look(now)
+        liveness = self.liveness
+        paused = liveness.look(now, self.next_deadline())
         self.links.flush(now)
+        coordinator = self.role is Role.COORDINATOR
         effects: list[Effect] = []
-        due, gossip = self.liveness.beat(now)
-        if due:
-            # Failure detection needs only the coordinator's links at this rate; the other
-            # links carry the anti-entropy digest every repair_interval.
-            beat, coordinator = self.replica.heartbeat(), self.standing.coordinator
-            everyone = gossip or self.role is Role.COORDINATOR
-            effects.extend(Send(p, beat) for p in self.links.peers if everyone or p == coordinator)
-            if self.role is Role.COORDINATOR:
-                others = [m for m in self.membership.members if m != self.node_id]
-                effects.extend(self.membership.expire(self.liveness.expired(others, now)))
-            else:
-                effects.extend(self.election.suspect(now))
+        beat = liveness.beat_due(now, coordinator)
+        if beat and coordinator:
+            others = [m for m in self.membership.members if m != self.node_id]
+            effects.extend(self.membership.expire(liveness.expired(others, now)))
+        effects.extend(self._heartbeats(now, beat, liveness.digests_due(now), paused))
+        if beat:
             effects.extend(self.membership.assert_name(now))
+            keep = needed(self.standing, self.membership, self.dialing.asked)
+            linger = self.config.link_linger
+            effects.extend(
+                self.dialing.prune(keep, now, linger, lambda p: liveness.idle(p, now, linger))
+            )
+        effects.extend(self.election.suspect(now))
         effects.extend(self.election.on_timer(now))
-        return self._finish(effects)
+        return self._finish(effects, now)
+
+    def _heartbeats(self, now: float, beat: bool, digests: bool, paused: bool) -> list[Effect]:
+        """The heartbeats due (``Liveness.targets``): one frame, to each target."""
+        mine = (self.term, self.replica.chains.total()) if digests else None
+        targets = self.liveness.targets(
+            now,
+            self.role is Role.COORDINATOR,
+            self.standing.coordinator,
+            self.links.peers,
+            self.membership.neighbours(),
+            beat=beat,
+            digest=mine,
+            everyone=paused,
+        )
+        if not targets:
+            return []
+        heartbeat = self.replica.heartbeat()
+        return [Send(peer, heartbeat) for peer in sorted(targets)]
 
     def director_refused(self, current: CoordinatorRecord, now: float) -> list[Effect]:
         """The director holds another coordinator: yield to it, or outrank it."""
-        return self._finish(self.election.director_refused(current, now))
+        return self._finish(self.election.director_refused(current, now), now)
 
     # Local requests ----------------------------------------------------------------------
 
     def send_text(self, text: str, timestamp: str, now: float) -> tuple[Message, list[Effect]]:
         """Create, deliver locally and relay a message; raises ``NodeError`` if refused."""
         message, effects = self.replica.create(text, timestamp, now)
-        return message, self._finish(effects)
+        return message, self._finish(effects, now)
 
     def rename(self, name: str, now: float) -> list[Effect]:
         """Take ``name`` from now on (new messages are signed with it); the coordinator
         renames itself in the membership, a member asks the coordinator (and asks again
         while the membership shows another name). Raises ``NodeError`` if refused."""
-        return self._finish(self.membership.rename(name, now))
+        return self._finish(self.membership.rename(name, now), now)
 
     # Peer events -------------------------------------------------------------------------
 
@@ -271,8 +322,9 @@ class Node:
         peer = hello.node_id
         refused = self.links.connected(hello)
         if refused:
-            return self._finish(refused)
+            return self._finish(refused, now)
         self.liveness.heard(peer, now)
+        self.dialing.connected(peer)
         effects = self.election.greet(peer)  # the claim before nodes of its term
         if self.role is Role.JOINING and peer == self.standing.coordinator:
             effects.extend(self._ask_to_join(peer, now))
@@ -282,23 +334,25 @@ class Node:
         effects.extend(self.election.canvass(peer))
         # Compare digests at once rather than a heartbeat later.
         effects.append(Send(peer, self.replica.heartbeat()))
-        return self._finish(effects)
+        return self._finish(effects, now)
 
     def peer_disconnected(self, peer: str, now: float) -> list[Effect]:
         self.links.disconnected(peer)
+        self.dialing.disconnected(peer)
+        self.liveness.forget(peer)
         self.replica.forget(peer)
-        return self._finish([])
+        return self._finish([], now)
 
     def frame_malformed(self, peer: str, reason: str, now: float) -> list[Effect]:
         """A peer's frame that does not decode: logged once per interval, then summed."""
         self.log.counters["frames.malformed"] += 1
         self.links.note("frame.malformed", peer, "frame", "undecodable", now, detail=reason[:200])
-        return self._finish([])
+        return self._finish([], now)
 
     def frame_received(self, peer: str, frame: Frame, now: float) -> list[Effect]:
         """A frame from an authenticated peer. Refusals are logged and change nothing."""
         self.liveness.heard(peer, now)
-        return self._finish(self._route(peer, frame, now))
+        return self._finish(self._route(peer, frame, now), now)
 
     def _route(self, peer: str, frame: Frame, now: float) -> list[Effect]:
         match frame:
@@ -332,6 +386,8 @@ class Node:
     def _on_heartbeat(self, peer: str, beat: Heartbeat, now: float) -> list[Effect]:
         if beat.node_id != peer:
             return self.links.refuse(peer, beat.TYPE, "node-id is not the sender", now)
+        mine = (self.term, self.replica.chains.total())
+        self.liveness.said(peer, (beat.term, beat.hash), mine, now)
         effects = self.election.on_heartbeat(peer, beat, now)
         return effects + self.replica.compare_digest(peer, beat, now)
 

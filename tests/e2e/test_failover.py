@@ -1,13 +1,13 @@
 """Failures among real processes: a crashed or paused coordinator, a paused member, a
 director restart, two members crashing at once, a peer vanishing mid-handshake.
 
-Each test starts its own director and nodes (``--profile lan``: heartbeat 0.1 s, failure
-timeout 0.75 s) and checks what the design promises across the failure: one coordinator
-that survivors agree on (the highest ``(priority, node-id)`` alive, in a newer term), no
-acknowledged message lost, identical histories once traffic stops, no error logged and no
-message text in any log. Nodes get distinct ``--priority`` values so that the winner of each
-election is known: the highest always ends as coordinator (one that joins a lower
-coordinator takes over), which also fixes which node the coordinator tests fail.
+Each test starts its own director and nodes (``--profile lan``: heartbeat 0.25 s, failure
+timeout 0.75 s, member timeout 3 s) and checks what the design promises across the failure:
+one coordinator that survivors agree on (the highest ``(priority, node-id)`` alive, in a
+newer term), no acknowledged message lost, identical histories once traffic stops, no error
+logged and no message text in any log. Nodes get distinct ``--priority`` values so that the
+winner of each election is known: the highest always ends as coordinator (one that joins a
+lower coordinator takes over), which also fixes which node the coordinator tests fail.
 
 Traffic goes through raw control-socket connections kept open (``chat_testing.traffic.Traffic``, one
 message per node every 50 ms, every answer recorded); checks use the real ``chatctl``.
@@ -33,6 +33,7 @@ from chat_testing.process import stop
 from chat_testing.processes import Cluster, Director, Node, on_each
 from chat_testing.traffic import Traffic
 from chat_testing.waiting import overall_deadline, wait_until
+from chatd.config import LAN
 
 pytestmark = pytest.mark.e2e
 
@@ -311,7 +312,8 @@ def test_paused_member_is_dropped_then_rejoins(tmp_path: Path) -> None:
         paused = next(n for n in nodes if n.name == "bob")
         others = [n for n in nodes if n is not paused]
 
-        hold_pause(paused, others, 2.5, leader, newer_than=0)  # dropped: same term
+        # Dropped (same term) once silent for the member timeout, so paused longer.
+        hold_pause(paused, others, LAN.member_timeout + 2.5, leader, newer_than=0)
         assert [e["member"] for e in leader.find_events("member.failed")] == [paused.node_id]
         settled = agreement(nodes, coordinator=leader)
         assert settled[0]["term"] == before[0]["term"]

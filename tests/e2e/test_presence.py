@@ -3,7 +3,7 @@
 Three nodes; a ``chatctl tail -f --events --json`` on each. alice (highest priority, so she
 stays the coordinator) sees bob and carol join; bob renames himself and every node sees
 it, and his next message carries the new name; carol leaves cleanly (``left``); bob is
-killed (``timed-out``: the LAN profile's failure timeout is under a second).
+killed (``timed-out``: the LAN profile's member timeout is 3 s).
 """
 
 from __future__ import annotations
