@@ -175,8 +175,15 @@ def test_a_gap_filled_before_the_next_digest_is_not_repaired() -> None:
     request, no copy sent twice."""
     mesh = Mesh()
     alice, bob = group(mesh, 0, 0)
-    held: list[Message] = []
-    mesh.drop = lambda src, dst, frame: isinstance(frame, Message) and not held.append(frame)
+    held: list[Frame] = []
+
+    def hold(src: str, dst: str, frame: Frame) -> bool:
+        if isinstance(frame, Message):
+            held.append(frame)
+            return True
+        return False
+
+    mesh.drop = hold
     sent = mesh.send(alice, "in flight")
     mesh.drop = lambda src, dst, frame: False
     mesh.tick(0.5)  # alice's digest shows the message bob has not had yet
