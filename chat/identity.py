@@ -92,8 +92,18 @@ class Identity:
 _MESSAGE_ID_NAMESPACE = uuid.UUID("1d7e5b38-3c8a-4f3e-9a55-6d0f7c2b9e41")
 
 
+_NAMESPACE_BYTES = _MESSAGE_ID_NAMESPACE.bytes
+
+
 def message_id(node_id: str, seq: int) -> str:
-    return str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, f"{node_id}/{seq}"))
+    """``str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, f"{node_id}/{seq}"))``, computed as RFC 4122
+    does it (SHA-1, version and variant bits, hex groups) without building ``UUID``
+    objects: every receiver checks the id of every message."""
+    raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{node_id}/{seq}".encode()).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = raw.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def key_matches_id(public_key: str, node_id: str) -> bool:
