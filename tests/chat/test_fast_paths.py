@@ -4,6 +4,9 @@ one-loop clock validator with the generic one."""
 
 from __future__ import annotations
 
+import base64
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat.identity import _MESSAGE_ID_NAMESPACE, message_id
+from chat.identity import _MESSAGE_ID_NAMESPACE, Identity, message_id, verify_bytes
 from chat.wire import FRAME_TYPES, Heartbeat, Message, bounds, codec
 
 
@@ -82,3 +85,22 @@ def test_the_clock_validator_refuses_as_the_generic_one(clock: dict[str, int]) -
         except ValueError as exc:
             errors.append(str(exc))
     assert errors[0] == errors[1]
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=200))
+def test_libsodium_signs_as_cryptography_did(seed: bytes, data: bytes) -> None:
+    """Ed25519 is deterministic: the same seed signs the same bytes alike in both."""
+    ident = Identity.generate(seed)
+    expected = base64.b64encode(ident.private_key.sign(data)).decode()
+    assert ident.sign_bytes(data) == expected
+    assert verify_bytes(ident.public_key, data, expected)
+
+
+def test_a_node_without_tls_does_not_load_cryptography() -> None:
+    """cryptography is ~8 MB of a node's memory; only TLS and --director-cert need it."""
+    code = (
+        "import sys, chatd.__main__, chatd.daemon, chatd.runtime, chatd.transport\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] == 'cryptography']\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
