@@ -59,6 +59,10 @@ class MemoryChannel:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ChannelClosed("closed") from None
 
+    async def send_many(self, frames: list[bytes]) -> None:
+        for data in frames:
+            await self.send(data)
+
     async def receive(self) -> bytes:
         try:
             return await self._in.receive()

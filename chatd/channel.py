@@ -72,6 +72,10 @@ class Channel(Protocol):
     async def send(self, data: bytes) -> None:
         """Send one frame; raises ``ChannelClosed``."""
 
+    async def send_many(self, frames: list[bytes]) -> None:
+        """Send ``frames`` in order, as ``send`` each, in one write where the channel
+        can; raises ``ChannelClosed``."""
+
     async def receive(self) -> bytes:
         """Wait for the next frame; raises ``ChannelClosed``."""
 

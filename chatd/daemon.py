@@ -15,6 +15,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 from attrs import frozen
@@ -35,8 +36,10 @@ from chatd.director_client import DirectorClient, DirectorError
 from chatd.irc.node import RuntimeNode
 from chatd.irc.server import IrcGateway, IrcSettings
 from chatd.runtime import Runtime
-from chatd.tls import peer_tls
 from chatd.transport import Channel, WebSocketTransport, host_for_url
+
+if TYPE_CHECKING:
+    from chatd.tls import PeerTls
 
 
 @frozen
@@ -80,7 +83,7 @@ async def run_chatd(options: Options, config: Config, log: Logger) -> int:
         handshake_timeout=config.handshake_timeout,
         max_unauthenticated=config.max_unauthenticated_peers,
         log=log,
-        tls=peer_tls(ident, options.keyring) if options.keyring is not None else None,
+        tls=_peer_tls(ident, options.keyring) if options.keyring is not None else None,
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -227,7 +230,7 @@ async def _watch_reload(
                 log.error("secret.reload_failed", error=str(exc), kept="the secrets loaded before")
                 continue
             old = runtime.keyring
-            transport.tls = peer_tls(runtime.node.identity, keyring)
+            transport.tls = _peer_tls(runtime.node.identity, keyring)
             runtime.keyring = director.keyring = keyring
             log.info(
                 "secret.reloaded",
@@ -247,3 +250,10 @@ async def _watch_signals(runtime: Runtime, scope: trio.CancelScope) -> None:
             runtime.log.info("node.signal", signal=signal.Signals(signum).name)
             sd_notify("STOPPING=1")
             runtime.request_leave()
+
+
+def _peer_tls(ident: Identity, keyring: Keyring) -> PeerTls:
+    # Imported here: chatd.tls loads cryptography, which a node without a secret never needs.
+    from chatd.tls import peer_tls
+
+    return peer_tls(ident, keyring)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import trio
@@ -16,9 +17,11 @@ from trio_websocket import HandshakeError
 from chat.identity import fingerprint
 from chatd.channel import BAD_ADDRESS, WRONG_PEER, Channel, ConnectError
 from chatd.link_errors import dial_failure, dial_failure_reason, ssl_error
-from chatd.tls import PeerTls, certificate_key, describe
 from chatd.tls_socket import TlsSocketStream
 from chatd.websocket import CONNECT_TIMEOUT, WebSocketChannel, client_websocket
+
+if TYPE_CHECKING:  # chatd.tls loads cryptography: only a node with a secret needs it
+    from chatd.tls import PeerTls
 
 
 @asynccontextmanager
@@ -79,6 +82,8 @@ async def _client_tls(
     """TLS over a dialed stream, the handshake done here (before any websocket byte, so a
     refusal is immediate and says why), and ``peer``'s key pinned: ``_Impostor`` if the
     certificate is for another key."""
+    from chatd.tls import certificate_key, describe
+
     secured = await TlsSocketStream.handshake(stream, tls.client, server=False)
     try:
         key = certificate_key(secured.getpeercert())

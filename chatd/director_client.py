@@ -24,8 +24,6 @@ from typing import Any, TypeVar
 import httpx
 import trio
 from attrs import frozen
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from chat.auth import PROOF_HEADER, Keyring, sign_director_request
 from chat.wire import (
@@ -78,6 +76,10 @@ def check_base_url(base_url: str) -> httpx.URL:
 def load_director_cert(path: str) -> str:
     """The PEM text of the one certificate in ``path``, to pin; ``DirectorError`` if the
     file cannot be read or does not hold exactly one certificate."""
+    # Imported here: only --director-cert needs cryptography (~8 MB of a node's memory).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     why = f"cannot use {path} as the director's certificate"
     try:
         data = Path(path).read_bytes()

@@ -12,7 +12,7 @@ import contextlib
 import errno
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import attrs
 import trio
@@ -22,8 +22,10 @@ from chat.log import WarningLog
 from chatd.channel import Handler
 from chatd.link_errors import strerror, tls_failure
 from chatd.tally import Tally
-from chatd.tls import PeerTls, certificate_key, describe
 from chatd.tls_socket import TlsSocketStream
+
+if TYPE_CHECKING:  # chatd.tls loads cryptography: only a node with a secret needs it
+    from chatd.tls import PeerTls
 from chatd.websocket import DISCONNECT_TIMEOUT, WS_QUEUE, ReaderWatch, WebSocketChannel
 
 # accept() failing for want of descriptors or memory is temporary (connections close, the
@@ -216,6 +218,8 @@ class PeerPort:
                 await stream.receive_some(65536)
                 await stream.send_all(UPGRADE_REQUIRED)
             return None
+        from chatd.tls import certificate_key, describe
+
         try:
             secured = await TlsSocketStream.handshake(stream, tls.server, server=True)
         except trio.BrokenResourceError as exc:

@@ -1,12 +1,14 @@
 """One peer connection: the handshake, then a reader that always drains and one writer.
 
 Writes go through a bounded queue that the runtime fills without waiting: a peer that
-stops reading fills its queue and is disconnected, instead of stalling the node.
+stops reading fills its queue and is disconnected, instead of stalling the node. The
+writer sends every frame queued when it wakes in one write of the stream.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -31,6 +33,9 @@ from chatd.transport import Channel, ChannelClosed
 # An authenticated peer may send a few bad frames (a newer version, a bug); past this many
 # in a row it is disconnected.
 MAX_BAD_FRAMES = 100
+# The writer stops adding queued frames to one write past this many bytes (a history
+# chunk alone may be larger): a burst costs one copy of at most this much.
+BATCH_BYTES = 256 * 1024
 
 F = TypeVar("F", Hello, Auth)
 
@@ -134,39 +139,51 @@ class PeerLink:
         self.channel = channel
         self.hello = hello
         self.peer = hello.node_id
-        self._send, self._queue = trio.open_memory_channel[bytes](queue_frames)
+        # Frames not yet written. The writer takes all that are queued when it wakes and
+        # writes them at once: one stream write for a burst, not one per frame.
+        self._queue: deque[bytes] = deque()
+        self._queue_frames = queue_frames
+        self._writer = trio.lowlevel.ParkingLot()
+        self._taking = True  # until finish() or close()
         self._cancel = trio.CancelScope()
         self.close_reason: str | None = None
 
     def send_nowait(self, data: bytes) -> bool:
         """Queue a frame; on a full queue or a closed link, close it and return False."""
-        try:
-            self._send.send_nowait(data)
-        except trio.WouldBlock:
+        if not self._taking:
+            return False
+        if len(self._queue) >= self._queue_frames:
             self.close("send queue full: peer is not reading")
             return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
+        self._queue.append(data)
+        if self._writer:
+            self._writer.unpark()
         return True
 
     def close(self, reason: str) -> None:
         if self.close_reason is None:
             self.close_reason = reason
+        self._taking = False
         self._cancel.cancel()
 
     def finish(self) -> None:
         """Stop taking frames; the writer sends what is queued, then the link ends."""
-        self._send.close()
+        self._taking = False
+        self._writer.unpark_all()
 
     async def run(
         self, on_frame: Callable[[Frame], None], on_bad_frame: Callable[[str], None]
     ) -> str:
         """Pump frames until either side closes; return why the link ended."""
-        with self._cancel:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._write, nursery.cancel_scope)
-                await self._read(on_frame, on_bad_frame)
-                nursery.cancel_scope.cancel()
+        try:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write, nursery.cancel_scope)
+                    await self._read(on_frame, on_bad_frame)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._taking = False
+            self._queue.clear()
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await self.channel.aclose()
         return self.close_reason or "closed"
@@ -194,12 +211,20 @@ class PeerLink:
             on_frame(frame)
 
     async def _write(self, scope: trio.CancelScope) -> None:
-        async with self._queue:
-            async for data in self._queue:
-                try:
-                    await self.channel.send(data)
-                except ChannelClosed as exc:
-                    self.close_reason = self.close_reason or f"peer closed: {exc}"
-                    break
-        # Queue closed by finish(), or the peer went away: the link is done.
+        queue = self._queue
+        while queue or self._taking:
+            if not queue:
+                await self._writer.park()
+                continue
+            batch = [queue.popleft()]
+            size = len(batch[0])
+            while queue and size < BATCH_BYTES:
+                batch.append(data := queue.popleft())
+                size += len(data)
+            try:
+                await self.channel.send_many(batch)
+            except ChannelClosed as exc:
+                self.close_reason = self.close_reason or f"peer closed: {exc}"
+                break
+        # Queue drained after finish(), or the peer went away: the link is done.
         scope.cancel()

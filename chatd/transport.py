@@ -11,7 +11,7 @@ logged with its reason on both ends.
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -19,7 +19,9 @@ from chat import log as chat_log
 from chatd.channel import Channel, ChannelClosed, ConnectError, Handler
 from chatd.dial import host_for_url, open_websocket_channel
 from chatd.peer_port import PeerPort
-from chatd.tls import PeerTls
+
+if TYPE_CHECKING:  # chatd.tls loads cryptography: only a node with a secret needs it
+    from chatd.tls import PeerTls
 
 __all__ = [
     "Channel",

@@ -22,6 +22,7 @@ from trio_websocket import (
     WebSocketConnection,
     wrap_client_stream,
 )
+from wsproto.events import BytesMessage
 
 from chatd.channel import ChannelClosed
 
@@ -66,6 +67,12 @@ class WebSocketChannel:
         except ConnectionClosed as exc:
             raise ChannelClosed(_reason(exc)) from None
 
+    async def send_many(self, frames: list[bytes]) -> None:
+        try:
+            await send_messages(self._ws, frames)
+        except ConnectionClosed as exc:
+            raise ChannelClosed(_reason(exc)) from None
+
     async def receive(self) -> bytes:
         try:
             data = await self._ws.get_message()
@@ -75,6 +82,29 @@ class WebSocketChannel:
 
     async def aclose(self) -> None:
         await self._ws.aclose()
+
+
+async def send_messages(ws: WebSocketConnection, messages: list[bytes]) -> None:
+    """Send ``messages`` (binary websocket messages, as ``send_message`` of bytes sends)
+    with one write of the stream.
+
+    ``send_message`` takes a lock and does one stream write per message: most of the CPU a
+    frame costs once several are queued. This is ``WebSocketConnection._send`` of
+    trio-websocket 0.12.2 for many events at once, so it reaches into its internals
+    (``_close_reason``, ``_wsproto``, ``_stream_lock``, ``_stream``,
+    ``_abort_web_socket``); tests/transport/test_websocket.py fails if they change.
+    """
+    if ws._close_reason is not None:
+        raise ConnectionClosed(ws._close_reason)
+    encode = ws._wsproto.send
+    data = b"".join([encode(BytesMessage(data=message)) for message in messages])
+    async with ws._stream_lock:
+        try:
+            await ws._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await ws._abort_web_socket()
+            assert ws._close_reason is not None
+            raise ConnectionClosed(ws._close_reason) from None
 
 
 def _reason(exc: ConnectionClosed) -> str:

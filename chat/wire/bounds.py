@@ -7,6 +7,7 @@ decode (``DecodeError``) and the node can never build one either (constructing i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
@@ -75,9 +76,26 @@ def by_node_id(limit: int, value_problem: Callable[[Any], str | None]) -> Valida
     return check
 
 
+# Every message carries its sender's name: a few names, checked again and again.
+_name_problem = functools.lru_cache(maxsize=1024)(names.name_problem)
+
+
 def valid_name(_instance: Any, attribute: Any, value: str) -> None:
-    if (problem := names.name_problem(value)) is not None:
+    # Only names that may be valid are cached: a huge one is refused by its length.
+    check = _name_problem if len(value) <= MAX_NAME_CHARS else names.name_problem
+    if (problem := check(value)) is not None:
         _fail(attribute, problem)
+
+
+def counts_by_node_id(_instance: Any, attribute: Any, value: Mapping[str, int]) -> None:
+    """``by_node_id(MAX_CLOCK_ENTRIES, _count_problem)`` in one loop: a vector clock is on
+    every message and heartbeat."""
+    if len(value) > MAX_CLOCK_ENTRIES:
+        _fail(attribute, f"{len(value)} entries, over {MAX_CLOCK_ENTRIES}")
+    for node, count in value.items():
+        if len(node) > MAX_ID_CHARS or not 0 <= count <= MAX_SEQUENCE:
+            return by_node_id(MAX_CLOCK_ENTRIES, _count_problem)(_instance, attribute, value)
+    return None
 
 
 def _departure_problem(reason: str) -> str | None:
@@ -102,7 +120,7 @@ def _neighbours_problem(peers: list[str]) -> str | None:
 
 # A vector clock: counts in range. Anti-entropy chain hashes: digests of bounded length.
 # The overlay: a neighbour list per member.
-CLOCK = by_node_id(MAX_CLOCK_ENTRIES, _count_problem)
+CLOCK = counts_by_node_id
 HASHES = by_node_id(MAX_CLOCK_ENTRIES, _digest_problem)
 OVERLAY = by_node_id(MAX_MEMBERS, _neighbours_problem)
 # Why members left (``nodes.departed``): at most one entry per possible member.
