@@ -238,7 +238,10 @@ class Node:
         peer = coordinator.node_id
         if self.role is Role.JOINING and peer in self.links.peers:
             # Linked already (a neighbour before, or a join that timed out): no new link,
-            # so no peer_connected will ask for us.
+            # so no peer_connected will ask for us. A history still streaming in is not
+            # asked for again: it would come twice.
+            if self.replica.streaming(peer, now):
+                return self._finish([], now)
             return self._finish(self._ask_to_join(peer, now), now)
         return self._finish([], now)
 

@@ -57,6 +57,7 @@ class Replica:
         # peer -> what its last digest showed we lack, and whether our versions differed
         self._gaps: dict[str, tuple[dict[str, int], bool]] = {}
         self._discussion_expected: dict[str, float] = {}  # peer -> until when
+        self._last_discussion: dict[str, float] = {}  # peer -> its last discussion frame
 
     def delivered_clock(self) -> dict[str, int]:
         return dict(self.buffer.delivered)
@@ -69,7 +70,14 @@ class Replica:
         """``peer`` was asked for messages: its ``discussion`` until then is no flood."""
         self._discussion_expected[peer] = until
 
+    def streaming(self, peer: str, now: float) -> bool:
+        """Whether ``peer`` is sending us a discussion (a frame of it within half a
+        ``join_timeout``): a long history is still on its way."""
+        last = self._last_discussion.get(peer, float("-inf"))
+        return now - last < self.config.join_timeout / 2
+
     def forget(self, peer: str) -> None:
+        self._last_discussion.pop(peer, None)
         self._last_request.pop(peer, None)
         self._gaps.pop(peer, None)
 
@@ -262,6 +270,7 @@ class Replica:
         # Asked for (a repair or a join), it may carry the peer's own messages in bulk;
         # unasked (an equivocation proof), its own messages count against its flood limit.
         live = now > self._discussion_expected.get(peer, float("-inf"))
+        self._last_discussion[peer] = now
         effects: list[Effect] = []
         for message in frame.messages:
             effects.extend(self.on_message(peer, message, now, live=live))

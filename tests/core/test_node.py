@@ -151,6 +151,28 @@ def test_a_late_joiner_gets_the_whole_history_before_membership() -> None:
         assert mesh.delivered[node.node_id][-1] == later
 
 
+def test_a_history_still_streaming_in_is_not_asked_for_again() -> None:
+    """A join that times out while its history is still arriving (a long one) must not
+    ask again: the coordinator would send what is in flight a second time."""
+    mesh = Mesh()
+    (alice, _bob) = group(mesh, 0, 0)
+    for i in range(3):
+        mesh.send(alice, f"history {i}")
+    dave = mesh.add("dave", seed=4)
+    # The history arrives, the membership does not yet: dave is still joining.
+    mesh.drop = lambda src, dst, frame: isinstance(frame, Nodes) and dst == dave.node_id
+    mesh.join(dave, alice)
+    assert dave.role is Role.JOINING and len(dave.replica.history) == 3
+    asked = len(mesh.sent(dave, alice, Join))
+    later = mesh.now + dave.config.join_timeout / 4
+    mesh.route(dave, dave.join(alice.election.record(), later))  # the director, again
+    assert len(mesh.sent(dave, alice, Join)) == asked
+    # Nothing arrived for half a join_timeout: the history stalled, ask again.
+    quiet = mesh.now + dave.config.join_timeout
+    mesh.route(dave, dave.join(alice.election.record(), quiet))
+    assert len(mesh.sent(dave, alice, Join)) == asked + 1
+
+
 def test_a_heartbeat_ahead_triggers_a_discussion_request_and_repair() -> None:
     mesh = Mesh()
     alice, bob = group(mesh, 0, 0)
