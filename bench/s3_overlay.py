@@ -60,16 +60,6 @@ def bfs(graph: Mapping[str, list[str] | set[str]], source: str) -> dict[str, int
     return depth
 
 
-def relay_graph(overlay: Mapping[str, list[str]], coordinator: str | None) -> dict[str, set[str]]:
-    """Who relays to whom: overlay neighbours, plus every member to the coordinator."""
-    graph = {node: set(peers) for node, peers in overlay.items()}
-    if coordinator is not None:
-        for node, peers in graph.items():
-            if node != coordinator:
-                peers.add(coordinator)
-    return graph
-
-
 def hop_stats(graph: Mapping[str, list[str] | set[str]], source: str) -> tuple[int, float, int]:
     """(eccentricity, mean hops over the other nodes, nodes reached) from ``source``."""
     depth = bfs(graph, source)
@@ -135,9 +125,6 @@ async def measure(n: int, full_mesh: bool, k: int) -> dict[str, Any]:
         node = sender.node
         links = [len(m.node.snapshot().peers) for m in members]
         ov_max, ov_mean, _ = hop_stats(node.membership.overlay, node.node_id)
-        eff_max, eff_mean, _ = hop_stats(
-            relay_graph(node.membership.overlay, node.snapshot().coordinator), node.node_id
-        )
     degrees = [len(p) for p in node.membership.overlay.values()]
     return {
         "n": n,
@@ -153,8 +140,6 @@ async def measure(n: int, full_mesh: bool, k: int) -> dict[str, Any]:
         "links_per_node_mean": round(sum(links) / len(links), 2),
         "hops_max": ov_max,
         "hops_mean": round(ov_mean, 2),
-        "hops_max_with_coordinator": eff_max,
-        "hops_mean_with_coordinator": round(eff_mean, 2),
     }
 
 
@@ -189,12 +174,11 @@ def run(quick: bool) -> dict[str, Any]:
             "relayed/duplicates per broadcast: deltas of the sum over nodes of "
             "counters['messages.relayed'] (every frame carrying the message, the origin's own "
             "sends included) and ['messages.duplicate'], / K; every frame is either a first "
-            "delivery or a suppressed duplicate, so duplicates = relayed - (N - 1). A node "
-            "skips the peers its source already sent to (Replica._already_sent_by), so in a "
-            "full mesh only the origin sends.",
-            "hops_*: BFS from the sender over the overlay graph (node.membership.overlay); "
-            "*_with_coordinator also counts the relay every member sends to the coordinator "
-            "(the coordinator itself relays only to its overlay neighbours).",
+            "delivery or a suppressed duplicate, so duplicates = relayed - (N - 1). Messages "
+            "go down the overlay's breadth-first tree from their origin (chatd.core.relay): "
+            "in a full mesh only the origin sends.",
+            "hops_*: BFS from the sender over the overlay graph (node.membership.overlay), "
+            "which the tree follows.",
             "For N <= 6 the default overlay is the full mesh, so only the full-mesh row is run.",
         ],
     }

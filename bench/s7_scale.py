@@ -22,11 +22,12 @@ from typing import Any
 import trio
 import trio.testing
 
-from bench.s3_overlay import bfs, counter_sum, main, quiet_logs, relay_graph, settle
+from bench.s3_overlay import bfs, counter_sum, main, quiet_logs, settle
 from chat.wire import Message
 from chat_testing.cluster import Cluster, ClusterNode, open_cluster
 from chatd.config import TEST
 from chatd.core.overlay import assign
+from chatd.core.relay import tree
 
 HOP_DELAY = 0.001  # virtual seconds per frame, every link
 K = 5
@@ -34,44 +35,29 @@ LIVE_JOIN_BUDGET_S = 120.0  # wall-clock seconds for the attempt at a large live
 GROWTH_STEP = 50
 
 
-def flood(overlay: Mapping[str, list[str]], coordinator: str, sender: str) -> tuple[int, int]:
-    """(frames sent, rounds) for one broadcast under the node's relay rule, in lock-step.
-
-    Targets: overlay neighbours, plus the coordinator for everyone but the coordinator.
-    The sender sends to all its targets; every other node, on its first copy, relays to
-    its targets except the origin and those the peer it came from sent to by the same
-    rule (that peer, its overlay neighbours and the coordinator: ``Replica._already_sent_by``).
-    """
-    targets = relay_graph(overlay, coordinator)
+def tree_relay(overlay: Mapping[str, list[str]], sender: str) -> tuple[int, int]:
+    """(frames sent, rounds) for one broadcast under the node's relay rule: down the
+    overlay's breadth-first tree from the sender (``chatd.core.relay``), every link up."""
+    children = tree(overlay, sender)
     depth = {sender: 0}
-    frames = len(targets[sender])
-    frontier = [(peer, sender) for peer in targets[sender]]
-    rounds = 0
-    while frontier:
-        rounds += 1
-        following: list[tuple[str, str]] = []
-        for node, source in frontier:
-            if node in depth:
-                continue
-            depth[node] = rounds
-            sent = {source, coordinator, *overlay.get(source, ())}
-            onward = targets[node] - sent - {sender}
-            frames += len(onward)
-            following.extend((peer, node) for peer in onward)
-        frontier = following
-    return frames, max(depth.values())
+    stack = [sender]
+    while stack:
+        node = stack.pop()
+        for child in children[node]:
+            depth[child] = depth[node] + 1
+            stack.append(child)
+    return sum(len(c) for c in children.values()), max(depth.values())
 
 
 def graph_row(n: int, seed: int = 7) -> dict[str, Any]:
     rng = random.Random(seed)
     ids = [f"{rng.getrandbits(128):032x}" for _ in range(n)]
     overlay = assign(ids)
-    coordinator, sender = ids[0], ids[n // 2]
+    sender = ids[n // 2]
     degrees = [len(p) for p in overlay.values()]
     diameter = max(max(bfs(overlay, node).values()) for node in ids)
-    effective = relay_graph(overlay, coordinator)
-    depth = bfs(effective, sender)
-    frames, rounds = flood(overlay, coordinator, sender)
+    depth = bfs(overlay, sender)
+    frames, rounds = tree_relay(overlay, sender)
     return {
         "n": n,
         "source": "overlay graph",
@@ -118,14 +104,13 @@ async def live(n: int) -> dict[str, Any]:
         await settle(cluster, members, within=600)
         join_wall = time.monotonic() - wall0
         sender = members[n // 2]
-        overlay, coordinator = sender.node.membership.overlay, sender.node.snapshot().coordinator
-        assert coordinator is not None
+        overlay = sender.node.membership.overlay
         cluster.network.route = lambda source, destination: (1, HOP_DELAY)
         relayed0 = counter_sum(members, "messages.relayed")
         latencies = [await broadcast(cluster, members, sender) for _ in range(K)]
         relayed = (counter_sum(members, "messages.relayed") - relayed0) / K
     degrees = [len(p) for p in overlay.values()]
-    depth = bfs(relay_graph(overlay, coordinator), sender.node.node_id)
+    depth = bfs(overlay, sender.node.node_id)
     return {
         "n": n,
         "source": "live cluster",
@@ -208,15 +193,13 @@ def run(quick: bool) -> dict[str, Any]:
         "(Runtime.on_deliver); a relay queued behind a heartbeat on the same link waits "
         "one more hop delay. join_wall_s: wall-clock time to join every node.",
         "source 'overlay graph': chatd.core.overlay.assign on random node-ids (no nodes "
-        "run); relayed_per_broadcast simulates the relay rule in lock-step rounds "
-        "(sender to all its targets; every other node, on its first copy, to its targets "
-        "except the origin and those the peer it came from already sent to by the same "
-        "rule, as Replica._already_sent_by; targets = overlay neighbours, plus the "
-        "coordinator for everyone but the coordinator). The live rows check the model.",
+        "run); relayed_per_broadcast follows the relay rule: down the overlay's "
+        "breadth-first tree from the sender (chatd.core.relay), every link up. The live "
+        "rows check the model.",
         "degree_*: overlay neighbours (the coordinator additionally links to every "
-        "member); diameter: over the overlay alone; rounds: BFS eccentricity of the "
-        "sender over the relay graph (overlay + every member's link to the coordinator) = "
-        "protocol rounds to reach every node; hops_mean: mean BFS depth over the others.",
+        "member); diameter: over the overlay; rounds: the sender's tree depth (its BFS "
+        "eccentricity over the overlay) = protocol rounds to reach every node; hops_mean: "
+        "mean BFS depth over the others.",
     ]
     return {"scenario": "S7", "title": "Scale: 100 and 1,000 nodes", "rows": rows, "notes": notes}
 
