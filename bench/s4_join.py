@@ -159,7 +159,7 @@ def method(count: int, fill_time: float) -> list[str]:
         "chatd --insecure --profile lan; the history is filled on node A through one "
         f"control-socket connection ({PIPELINE} pipelined sends of {TEXT_BYTES}-byte texts "
         f"at a time): {count} messages in {fill_time:.1f} s "
-        f"({count / fill_time if fill_time else 0:.0f} messages/s, A logs message.sent each).",
+        f"({count / fill_time if fill_time else 0:.0f} messages/s).",
         "process_to_history_s (the headline): host monotonic clock from the joiner's process "
         "start to its status (polled every 10 ms on its control socket) reporting role "
         "member and the whole history; it includes Python start-up (startup_s: start to "
