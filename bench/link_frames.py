@@ -20,8 +20,8 @@ import trio
 
 from chat.auth import Keyring
 from chat.identity import Identity
-from chat.wire import Frame, Hello, encode_frame
-from chatd.peers import PeerLink
+from chat.wire import Frame, Hello, MemberRecord, encode_frame
+from chatd.peers import PeerLink, hello_for
 from chatd.tls import peer_tls
 from chatd.transport import Channel, WebSocketTransport
 
@@ -31,18 +31,8 @@ TEXT = "x" * 200
 
 
 def _hello(ident: Identity) -> Hello:
-    return Hello(
-        protocol_version=3,
-        node_id=ident.node_id,
-        name="bench",
-        address="ws://127.0.0.1:1",
-        public_address="ws://127.0.0.1:1",
-        priority=0,
-        term=0,
-        nonce="",
-        public_key=ident.public_key,
-        secure=False,
-    )
+    me = MemberRecord(ident.node_id, "bench", "ws://127.0.0.1:1", "ws://127.0.0.1:1")
+    return hello_for(me, 0, ident.public_key, secure=False)
 
 
 async def _link(secure: bool, window: int, frames: int) -> float:

@@ -13,9 +13,9 @@ import trio.testing
 from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
 
 from chat.identity import Identity
-from chat.wire import Frame, Heartbeat, Hello, decode_frame, encode_frame
+from chat.wire import Frame, Heartbeat, Hello, MemberRecord, decode_frame, encode_frame
 from chatd.channel import ChannelClosed
-from chatd.peers import BATCH_BYTES, PeerLink
+from chatd.peers import BATCH_BYTES, PeerLink, hello_for
 from chatd.websocket import WebSocketChannel, send_messages
 
 
@@ -139,18 +139,8 @@ class RecordingChannel:
 
 def hello() -> Hello:
     ident = Identity.generate(bytes(32))
-    return Hello(
-        protocol_version=3,
-        node_id=ident.node_id,
-        name="peer",
-        address="ws://127.0.0.1:1",
-        public_address="ws://127.0.0.1:1",
-        priority=0,
-        term=0,
-        nonce="",
-        public_key=ident.public_key,
-        secure=False,
-    )
+    me = MemberRecord(ident.node_id, "peer", "ws://127.0.0.1:1", "ws://127.0.0.1:1")
+    return hello_for(me, 0, ident.public_key, secure=False)
 
 
 def ignore(_: object) -> None:
